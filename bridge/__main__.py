@@ -1,0 +1,237 @@
+"""The `goe-bridge` command line: run | demo | check-config | decode | probe | simulate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__, config, logs
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def _add_config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=None,
+        help="YAML config file (default: ./config.yaml, then /etc/goe-bridge/config.yaml)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="goe-bridge",
+        description="Connects go-e EV chargers to MQTT.",
+    )
+    parser.add_argument("--version", action="version", version=f"goe-bridge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check-config", help="validate a config file and print it normalized")
+    _add_config_arg(p)
+
+    p = sub.add_parser("decode", help="decode a go-e status payload (JSON) into SI fields")
+    p.add_argument("file", help="a JSON file, or - for standard input")
+    p.add_argument("--api", choices=("auto", "v1", "v2"), default="auto")
+    p.add_argument("--raw", action="store_true", help="also print the raw keys (secrets removed)")
+
+    p = sub.add_parser("probe", help="talk to a charger (or the simulator) and print its status")
+    p.add_argument("url", help="http://HOST[:PORT] of the charger")
+    p.add_argument("--api", choices=("auto", "v1", "v2"), default="auto")
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("simulate", help="run the built-in go-e simulator")
+    p.add_argument("--api", choices=("v1", "v2"), default="v2")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080, help="first HTTP port")
+    p.add_argument("--count", type=int, default=1, help="chargers on consecutive ports")
+    p.add_argument("--serial", default="000001", help="serial of the first charger")
+    p.add_argument("--firmware", default=None)
+    p.add_argument("--legacy-v1", action="store_true", help="v2 charger also answers API v1")
+    p.add_argument(
+        "--plug-after", type=float, default=None, help="plug a car in after this many seconds"
+    )
+    p.add_argument("--car-max-current", type=float, default=16.0)
+    p.add_argument("--car-phases", type=int, choices=(1, 2, 3), default=3)
+    p.add_argument("--car-energy-wh", type=float, default=20_000.0)
+    p.add_argument("--phase-switch-pause", type=float, default=10.0)
+    return parser
+
+
+def default_config_path() -> str | None:
+    for candidate in ("config.yaml", "/etc/goe-bridge/config.yaml"):
+        if Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def load_config_or_exit(path: str | None) -> config.Config:
+    path = path or default_config_path()
+    if path is None:
+        print(
+            "error: no config file; pass -c FILE (see config.example.yaml)",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_CONFIG)
+    try:
+        return config.load(path)
+    except config.ConfigError as exc:
+        print(f"{path}: {len(exc.problems)} problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = load_config_or_exit(args.config)
+    for warning in cfg.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(json.dumps(config.normalized(cfg), indent=2))
+    print(f"{cfg.source}: OK, {len(cfg.chargers)} charger(s)", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from .goe import detect
+
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        status, meta = detect.decode_text(text, args.api)
+    except detect.DecodeFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    out: dict[str, Any] = status.fields()
+    out.update(meta)
+    if args.raw:
+        out["raw"] = dict(status.raw)
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from .goe.model import ChargerError
+    from .goe.transports.http import HttpTransport
+
+    url = args.url if "://" in args.url else f"http://{args.url}"
+    scheme, _, rest = url.partition("://")
+    if scheme != "http":
+        print(f"error: {url}: only http:// URLs are supported for probe", file=sys.stderr)
+        return EXIT_FAILURE
+    hostport = rest.split("/", 1)[0]
+    host, _, port_text = hostport.rpartition(":") if ":" in hostport else (hostport, "", "80")
+    try:
+        port = int(port_text)
+    except ValueError:
+        print(f"error: {url}: bad port {port_text!r}", file=sys.stderr)
+        return EXIT_FAILURE
+
+    async def probe() -> int:
+        transport = HttpTransport(host, port, api=args.api, timeout_s=args.timeout)
+        try:
+            status = await transport.read_status()
+        except ChargerError as exc:
+            print(f"error: {url}: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        finally:
+            await transport.close()
+        fields = status.fields()
+        if args.json:
+            print(json.dumps(fields, indent=2))
+            return EXIT_OK
+        print(f"go-e charger at {url}")
+        print(f"  API version : {status.api_version.value} (local HTTP)")
+        print(f"  firmware    : {status.firmware or '?'}")
+        print(f"  serial      : {status.serial or '?'}")
+        if status.hardware:
+            print(f"  hardware    : {status.hardware}")
+        print()
+        width = max(len(k) for k in fields)
+        for key, value in fields.items():
+            shown = json.dumps(value) if isinstance(value, bool | list | dict) else value
+            print(f"  {key:<{width}}  {shown}")
+        return EXIT_OK
+
+    return asyncio.run(probe())
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .goe.model import ApiVersion
+    from .simulator.charger import Car, SimCharger
+    from .simulator.http import HttpFrontend
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        frontends = []
+        base_serial = int(args.serial) if args.serial.isdigit() else 1
+        for i in range(args.count):
+            serial = args.serial if i == 0 else f"{base_serial + i:06d}"
+            sim = SimCharger(
+                api=ApiVersion(args.api),
+                serial=serial,
+                firmware=args.firmware,
+                legacy_v1=args.legacy_v1,
+                phase_switch_pause_s=args.phase_switch_pause,
+            )
+            fe = await HttpFrontend(sim, args.host, args.port + i if args.port else 0).start()
+            frontends.append(fe)
+            print(f"simulated go-e charger {serial} (API {args.api}) on {fe.url}", flush=True)
+
+        async def plug_later() -> None:
+            await asyncio.sleep(args.plug_after)
+            for fe in frontends:
+                fe.charger.plug(Car(args.car_max_current, args.car_phases, args.car_energy_wh))
+            print("car plugged in", flush=True)
+
+        async with asyncio.TaskGroup() as tg:
+            if args.plug_after is not None:
+                tg.create_task(plug_later(), name="sim-plug")
+            await stop.wait()
+            for task in asyncio.all_tasks():
+                if task.get_name() == "sim-plug":
+                    task.cancel()
+        for fe in frontends:
+            await fe.close()
+
+    asyncio.run(serve())
+    return EXIT_OK
+
+
+COMMANDS = {
+    "check-config": cmd_check_config,
+    "decode": cmd_decode,
+    "probe": cmd_probe,
+    "simulate": cmd_simulate,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command not in ("run", "demo"):
+        logs.setup("warning", "console")
+    with contextlib.suppress(KeyboardInterrupt):
+        return COMMANDS[args.command](args)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

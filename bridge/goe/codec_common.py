@@ -1,0 +1,223 @@
+"""Conversions both codecs share: typed reads of go-e keys with clear errors, and every
+documented unit difference between API v1 and v2 in one table (goe-api.md §3.2-3.4).
+
+Pure: no I/O, no await.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .model import CAR_STATES, SECRET_KEYS, ApiVersion, CodecError
+
+NRG_LEN = 16
+
+# nrg index → (field, v1 factor to SI, v2 factor to SI). go-e API v1 EN doc: currents in
+# 0.1 A, phase powers in 0.1 kW, total power in 0.01 kW; v2 (evcc types2.go, openHAB) V/A/W.
+NRG_LAYOUT: tuple[tuple[str, float, float], ...] = (
+    ("voltage_l1_v", 1, 1),
+    ("voltage_l2_v", 1, 1),
+    ("voltage_l3_v", 1, 1),
+    ("voltage_n_v", 1, 1),
+    ("current_l1_a", 0.1, 1),
+    ("current_l2_a", 0.1, 1),
+    ("current_l3_a", 0.1, 1),
+    ("power_l1_w", 100, 1),
+    ("power_l2_w", 100, 1),
+    ("power_l3_w", 100, 1),
+    ("power_n_w", 100, 1),
+    ("power_w", 10, 1),
+    ("power_factor_l1_pct", 1, 1),
+    ("power_factor_l2_pct", 1, 1),
+    ("power_factor_l3_pct", 1, 1),
+    ("power_factor_n_pct", 1, 1),
+)
+
+# A phase counts as "in use" from this current on; below it is sensor noise.
+PHASE_IN_USE_A = 0.5
+
+
+def public_raw(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The payload without secret keys (design §3: never published, never logged)."""
+    return {k: v for k, v in payload.items() if k not in SECRET_KEYS}
+
+
+def _bad(key: str, expected: str, value: Any) -> CodecError:
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return CodecError(f"{key}: expected {expected}, got {shown}")
+
+
+def as_int(payload: Mapping[str, Any], key: str) -> int | None:
+    """An integer that v1 sends as a string ("16") and v2 as a number; null = absent."""
+    if key not in payload or payload[key] is None:
+        return None
+    value = payload[key]
+    if isinstance(value, bool):
+        raise _bad(key, "an integer", value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+    raise _bad(key, "an integer", value)
+
+
+def as_number(payload: Mapping[str, Any], key: str) -> float | None:
+    if key not in payload or payload[key] is None:
+        return None
+    value = payload[key]
+    if isinstance(value, bool):
+        raise _bad(key, "a number", value)
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise _bad(key, "a number", value) from None
+    else:
+        raise _bad(key, "a number", value)
+    if not math.isfinite(number):
+        raise _bad(key, "a finite number", value)
+    return number
+
+
+def as_bool(payload: Mapping[str, Any], key: str) -> bool | None:
+    """v1 sends "0"/"1", v2 true/false."""
+    if key not in payload or payload[key] is None:
+        return None
+    value = payload[key]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip() in ("0", "1"):
+        return value.strip() == "1"
+    raise _bad(key, "0/1 or true/false", value)
+
+
+def as_text(payload: Mapping[str, Any], key: str) -> str | None:
+    if key not in payload or payload[key] is None:
+        return None
+    value = payload[key]
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise _bad(key, "a string", value)
+
+
+def as_number_list(payload: Mapping[str, Any], key: str) -> list[float] | None:
+    if key not in payload or payload[key] is None:
+        return None
+    value = payload[key]
+    if not isinstance(value, list):
+        raise _bad(key, "an array of numbers", value)
+    out: list[float] = []
+    for i, item in enumerate(value):
+        out.append(_element(key, i, item))
+    return out
+
+
+def _element(key: str, index: int, item: Any) -> float:
+    if isinstance(item, bool) or not isinstance(item, int | float | str):
+        raise _bad(f"{key}[{index}]", "a number", item)
+    try:
+        number = float(item)
+    except ValueError:
+        raise _bad(f"{key}[{index}]", "a number", item) from None
+    if not math.isfinite(number):
+        raise _bad(f"{key}[{index}]", "a finite number", item)
+    return number
+
+
+def decode_nrg(payload: Mapping[str, Any], api: ApiVersion) -> dict[str, float]:
+    """nrg[16] → SI fields. Only an array of exactly 16 numbers is used (evcc types.go,
+    types2.go); anything else is a communication error for this poll."""
+    values = as_number_list(payload, "nrg")
+    if values is None:
+        return {}
+    if len(values) != NRG_LEN:
+        raise CodecError(f"nrg: expected {NRG_LEN} entries, got {len(values)}")
+    column = 1 if api is ApiVersion.V1 else 2
+    out: dict[str, float] = {}
+    for index, layout in enumerate(NRG_LAYOUT):
+        factor = layout[column]
+        assert isinstance(factor, int | float)
+        out[layout[0]] = _clean(values[index] * factor)
+    return out
+
+
+def _clean(value: float) -> float:
+    # 0.1 * 58 = 5.800000000000001: round away float noise without losing real precision.
+    return round(value, 6) + 0.0
+
+
+def phases_in_use(fields: Mapping[str, Any]) -> int | None:
+    currents = [fields.get(f"current_l{n}_a") for n in (1, 2, 3)]
+    if any(c is None for c in currents):
+        return None
+    return sum(1 for c in currents if c is not None and c >= PHASE_IN_USE_A)
+
+
+def pha_bits_v1(payload: Mapping[str, Any]) -> list[bool] | None:
+    """v1 `pha` bitmask 0b00ABCDEF: bits 0-2 L1-L3 after the contactor, bits 3-5 before it."""
+    bits = as_int(payload, "pha")
+    if bits is None:
+        return None
+    if not 0 <= bits <= 63:
+        raise _bad("pha", "a bitmask 0..63", payload["pha"])
+    return [bool(bits & (1 << i)) for i in range(6)]
+
+
+def pha_bits_v2(payload: Mapping[str, Any]) -> list[bool] | None:
+    """v2 `pha` bool[6], index i = bit i of the v1 mask."""
+    if payload.get("pha") is None:
+        return None
+    value = payload["pha"]
+    if (
+        not isinstance(value, list)
+        or len(value) != 6
+        or not all(isinstance(v, bool) for v in value)
+    ):
+        raise _bad("pha", "an array of 6 booleans", value)
+    return list(value)
+
+
+def availability_fields(bits: Sequence[bool] | None) -> dict[str, bool]:
+    if bits is None:
+        return {}
+    return {
+        "phase_l1_available": bits[3],
+        "phase_l2_available": bits[4],
+        "phase_l3_available": bits[5],
+    }
+
+
+def car_fields(car: int | None) -> dict[str, Any]:
+    if car is None:
+        return {"car_state": "unknown"}
+    return {
+        "car": car,
+        "car_state": CAR_STATES.get(car, "unknown"),
+        "plugged": car in (2, 3, 4),
+        "charging": car == 2,
+    }
+
+
+def temperature(payload: Mapping[str, Any]) -> float | None:
+    """`tmp` where the firmware has it (v1), else the hottest `tma` sensor."""
+    tmp = as_number(payload, "tmp")
+    if tmp is not None:
+        return tmp
+    sensors = as_number_list(payload, "tma")
+    if sensors:
+        return max(sensors)
+    return None

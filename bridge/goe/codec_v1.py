@@ -1,0 +1,117 @@
+"""go-e API v1 (HW V1/V2, and the legacy emulation on V3+): status JSON → ChargerStatus,
+commands → `key=value` wire form. Pure.
+
+Source: goecharger/go-eCharger-API-v1, "go-eCharger API v1 EN.md" (goe-api.md §2.1, §3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from . import codec_common as c
+from .model import ERRORS_V1, ApiVersion, ChargerStatus, CodecError, WireValue
+
+# uby = card index 1..10 → name keys, in the doc's order of the rfid cards.
+CARD_NAME_KEYS = ("rna", "rnm", "rne", "rn4", "rn5", "rn6", "rn7", "rn8", "rn9", "rn1")
+
+# Keys the bridge may send on API v1 (everything else would be a protocol error on our side).
+WRITABLE = frozenset({"alw", "amx", "amp"})
+
+
+def decode(payload: Mapping[str, Any]) -> ChargerStatus:
+    if not isinstance(payload, Mapping):
+        raise CodecError(f"status: expected a JSON object, got {type(payload).__name__}")
+    fields: dict[str, Any] = {}
+
+    fields.update(c.car_fields(c.as_int(payload, "car")))
+    fields["allow_charging"] = c.as_bool(payload, "alw")
+    err = c.as_int(payload, "err")
+    if err is not None:
+        fields["error_code"] = err
+        fields["error"] = ERRORS_V1.get(err, "unknown")
+
+    fields["current_limit_a"] = c.as_int(payload, "amp")
+    fields["max_current_a"] = c.as_int(payload, "ama")
+    cable = c.as_int(payload, "cbl")
+    fields["cable_current_a"] = cable or None  # "0" = no cable limit
+
+    nrg = c.decode_nrg(payload, ApiVersion.V1)
+    bits = c.pha_bits_v1(payload)
+    if nrg and bits is not None:
+        _apply_l1_on_n_rule(nrg, bits)
+    fields.update(nrg)
+    fields["phases_in_use"] = c.phases_in_use(nrg)
+    fields.update(c.availability_fields(bits))
+
+    fsp = c.as_bool(payload, "fsp")
+    if fsp is not None:  # only the V3 legacy emulation carries fsp (goe-api.md §2.1)
+        fields["phases"] = 1 if fsp else 3
+        fields["hardware"] = "V3+ (legacy API v1)"
+
+    eto = c.as_number(payload, "eto")
+    if eto is not None:
+        fields["energy_total_wh"] = eto * 100  # 0.1 kWh
+    dws = c.as_number(payload, "dws")
+    if dws is not None:
+        fields["energy_session_wh"] = round(dws / 360, 3)  # deca-watt-seconds
+
+    fields["temperature_c"] = c.temperature(payload)
+    fields["firmware"] = c.as_text(payload, "fwv")
+    fields["serial"] = c.as_text(payload, "sse")
+    fields["rfid_card"] = _card(payload)
+
+    return ChargerStatus(
+        api_version=ApiVersion.V1,
+        raw=c.public_raw(payload),
+        **{k: v for k, v in fields.items() if v is not None},
+    )
+
+
+def _apply_l1_on_n_rule(nrg: dict[str, float], bits: list[bool]) -> None:
+    """API v1 EN doc, the app's rule: if floor(pha/8) == 1 (only L1 present before the
+    contactor) and nrg[3] > nrg[0], the installation is single-phase with L1 wired to the
+    N sensor: L1 is read from indices 3/10/15. N takes the L1 sensor's readings."""
+    only_l1 = bits[3] and not bits[4] and not bits[5]
+    if only_l1 and nrg["voltage_n_v"] > nrg["voltage_l1_v"]:
+        for l1, n in (
+            ("voltage_l1_v", "voltage_n_v"),
+            ("power_l1_w", "power_n_w"),
+            ("power_factor_l1_pct", "power_factor_n_pct"),
+        ):
+            nrg[l1], nrg[n] = nrg[n], nrg[l1]
+
+
+def _card(payload: Mapping[str, Any]) -> str | None:
+    index = c.as_int(payload, "uby")
+    if not index:
+        return None
+    if 1 <= index <= len(CARD_NAME_KEYS):
+        name = c.as_text(payload, CARD_NAME_KEYS[index - 1])
+        if name:
+            return name
+    return f"card {index}"
+
+
+def encode_command(key: str, value: WireValue) -> str:
+    """One v1 command, as `/mqtt?payload=` and MQTT `cmd/req` take it: `amx=16`, `alw=0`."""
+    if key not in WRITABLE:
+        raise ValueError(f"{key}: not a key the bridge writes on API v1")
+    if isinstance(value, bool):
+        return f"{key}={int(value)}"
+    if isinstance(value, int):
+        return f"{key}={value}"
+    raise ValueError(f"{key}: API v1 takes integers, got {value!r}")
+
+
+def verify(key: str, value: WireValue, status: Mapping[str, Any]) -> bool:
+    """v1 doc: "an unsuccessful command can be recognized by the fact that the value in
+    the status object has not changed". `amx` is not in the status; `amp` reflects it."""
+    shown = "amp" if key == "amx" else key
+    if shown not in status:
+        return False
+    expected = int(value) if isinstance(value, bool | int) else value
+    try:
+        return c.as_int(status, shown) == expected
+    except CodecError:
+        return False

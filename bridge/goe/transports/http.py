@@ -1,0 +1,230 @@
+"""Local HTTP: API v2 (`/api/status?filter=…`, `/api/set`) and API v1 (`/status`,
+`/mqtt?payload=`), with `api: auto` detection (goe-api.md §2.1, §2.2, §8)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import aiohttp
+
+from ... import logs
+from .. import codec_v1, codec_v2
+from ..model import (
+    ApiVersion,
+    ChargerStatus,
+    ChargerUnavailable,
+    CodecError,
+    WireValue,
+    WriteRejected,
+    firmware_major,
+)
+from .base import Transport, decode
+
+log = logs.get("goe_bridge.http")
+
+# Detection is redone after this many failed polls in a row (the user may have switched
+# the API in the app, or the charger got a firmware update).
+REDETECT_AFTER = 3
+
+NOT_ENABLED_HINT = (
+    "neither the HTTP API v2 (/api/status) nor the legacy API v1 (/status) answers: "
+    "enable 'HTTP API v2' (key hai) or the legacy API (key hla) in the go-e app under "
+    "Internet > Advanced settings (go-e API v1 #64)"
+)
+
+
+class HttpTransport(Transport):
+    kind = "http"
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 80,
+        api: Literal["auto", "v1", "v2"] = "auto",
+        timeout_s: float = 5.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.base_url = f"http://{host}:{port}" if port != 80 else f"http://{host}"
+        self.configured_api = api
+        self.api = None if api == "auto" else ApiVersion(api)
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session = session
+        self._own_session = session is None
+        self._lock = asyncio.Lock()  # one request in flight per charger
+        self._base: dict[str, Any] = {}  # full v2 status from start-up, polls overlay it
+        self.failures = 0
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+            self._own_session = True
+        return self._session
+
+    async def _request(self, path: str, params: Mapping[str, str] | None = None) -> tuple[int, str]:
+        """The one choke point: GET, explicit timeout, errors → ChargerUnavailable."""
+        url = self.base_url + path
+        async with self._lock:
+            try:
+                async with self._get_session().get(
+                    url, params=params, timeout=self.timeout
+                ) as response:
+                    return response.status, await response.text()
+            except TimeoutError:
+                raise ChargerUnavailable(
+                    f"GET {path}: no answer within {self.timeout.total:g} s"
+                ) from None
+            except aiohttp.ClientError as exc:
+                raise ChargerUnavailable(f"GET {path}: {exc or type(exc).__name__}") from exc
+
+    @staticmethod
+    def _parse(path: str, text: str) -> Any:
+        try:
+            return json.loads(text)
+        except ValueError:
+            shown = text[:80] + ("…" if len(text) > 80 else "")
+            raise CodecError(f"GET {path}: answer is not valid JSON: {shown!r}") from None
+
+    async def _get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        status, text = await self._request(path, params)
+        if status != 200:
+            raise ChargerUnavailable(f"GET {path}: HTTP {status} {text[:120]!r}")
+        return self._parse(path, text)
+
+    # ------------------------------------------------------------------ detection
+
+    async def detect(self) -> ApiVersion:
+        """v2 first (`/api/status?filter=sse,fwv,typ,var`), then v1 (`/status`)."""
+        status, text = await self._request(
+            "/api/status", {"filter": ",".join(codec_v2.IDENTITY_KEYS)}
+        )
+        if status == 200:
+            self._parse("/api/status", text)
+            self.api = ApiVersion.V2
+            await self._load_base()
+            return self.api
+        v2_status = status
+        status, text = await self._request("/status")
+        if status == 200:
+            payload = self._parse("/status", text)
+            self.api = ApiVersion.V1
+            if isinstance(payload, dict):
+                self.firmware = str(payload.get("fwv") or "") or None
+            return self.api
+        if v2_status == 404 and status == 404:
+            raise ChargerUnavailable(NOT_ENABLED_HINT)
+        raise ChargerUnavailable(
+            f"API detection failed: /api/status answered HTTP {v2_status}, /status HTTP {status}"
+        )
+
+    async def _load_base(self) -> None:
+        """The full v2 status, once: identity and configuration keys the polls omit."""
+        payload = await self._get_json("/api/status")
+        if not isinstance(payload, dict):
+            raise CodecError("GET /api/status: expected a JSON object")
+        self._base = payload
+        fwv = payload.get("fwv")
+        self.firmware = str(fwv) if fwv is not None else None
+
+    # ------------------------------------------------------------------ reading
+
+    async def read_raw(self) -> tuple[ApiVersion, dict[str, Any]]:
+        try:
+            if self.api is None:
+                await self.detect()
+            if self.api is ApiVersion.V2:
+                if not self._base:
+                    await self._load_base()
+                payload = await self._get_json(
+                    "/api/status", {"filter": ",".join(codec_v2.POLL_KEYS)}
+                )
+                if not isinstance(payload, dict):
+                    raise CodecError("GET /api/status: expected a JSON object")
+                merged = {**self._base, **payload}
+            else:
+                payload = await self._get_json("/status")
+                if not isinstance(payload, dict):
+                    raise CodecError("GET /status: expected a JSON object")
+                merged = payload
+                self.firmware = str(payload.get("fwv") or "") or self.firmware
+        except ChargerUnavailable:
+            self._failed()
+            raise
+        assert self.api is not None
+        return self.api, merged
+
+    async def read_status(self) -> ChargerStatus:
+        api, payload = await self.read_raw()
+        try:
+            status = decode(api, payload)
+        except CodecError:
+            self._failed()
+            raise
+        self.failures = 0
+        return status
+
+    def _failed(self) -> None:
+        self.failures += 1
+        if self.configured_api == "auto" and self.failures >= REDETECT_AFTER and self.api:
+            log.info("charger.redetect", url=self.base_url, failures=self.failures)
+            self.api = None
+            self._base = {}
+
+    # ------------------------------------------------------------------ writing
+
+    async def write(self, changes: Mapping[str, WireValue]) -> None:
+        if not changes:
+            return
+        if self.api is None:
+            await self.detect()
+        if self.api is ApiVersion.V2:
+            await self._write_v2(changes)
+        else:
+            for key, value in changes.items():
+                await self._write_v1(key, value)
+
+    async def _write_v2(self, changes: Mapping[str, WireValue]) -> None:
+        params = codec_v2.encode_set(changes)
+        status, text = await self._request("/api/set", params)
+        if status == 404:
+            raise ChargerUnavailable(f"GET /api/set: HTTP 404: {NOT_ENABLED_HINT}")
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            if status >= 500:
+                raise WriteRejected(",".join(changes), f"HTTP {status} {text[:120]!r}") from None
+            raise CodecError(f"GET /api/set: answer is not valid JSON: {text[:80]!r}") from None
+        # http-en.md: {"amp":true}; a failing key gives its error text and HTTP 500.
+        codec_v2.check_set_answer(changes, answer)
+        if status >= 300:
+            raise WriteRejected(",".join(changes), f"HTTP {status} {text[:120]!r}")
+
+    async def _write_v1(self, key: str, value: WireValue) -> None:
+        major = firmware_major(self.firmware)
+        if key == "amp" and major is not None and major >= 40:
+            # go-e API v1 EN doc: amp goes to EEPROM (~100k cycles); amx is the volatile
+            # write for frequent changes. Never wear the flash.
+            raise ValueError("amp must not be written on firmware >= 040; use amx")
+        command = codec_v1.encode_command(key, value)
+        status, text = await self._request("/mqtt", {"payload": command})
+        if status != 200:
+            raise WriteRejected(key, f"HTTP {status} {text[:120]!r}")
+        answer = self._parse("/mqtt", text)
+        if not isinstance(answer, dict):
+            raise CodecError("GET /mqtt: expected the status object")
+        # v1 doc: "an unsuccessful command can be recognized by the fact that the value in
+        # the status object has not changed".
+        if not codec_v1.verify(key, value, answer):
+            shown = "amp" if key == "amx" else key
+            raise WriteRejected(
+                key, f"not applied: status shows {shown}={answer.get(shown)!r} after {command}"
+            )
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+        self._session = None

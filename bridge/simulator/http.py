@@ -1,0 +1,222 @@
+"""The simulator's local HTTP front-end: API v1 (`/status`, `/mqtt?payload=`) and API v2
+(`/api/status`, `/api/set`), plus `/_sim/*` control endpoints for tests and the demo.
+
+A v1 charger answers 404 on the v2 paths and a v2 charger answers 404 on the v1 paths
+unless its legacy API is on, as real chargers do (go-e API v1 #64).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ..goe.model import ApiVersion
+from .charger import Car, SimCharger
+
+NOT_FOUND = "This URI does not exist"
+
+CHARGER_KEY = web.AppKey("charger", SimCharger)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(data, separators=(",", ":")),
+        status=status,
+        content_type="application/json",
+    )
+
+
+async def _faulty(request: web.Request, data: Any, status: int = 200) -> web.StreamResponse:
+    """Answer `data`, unless a fault was injected for this request."""
+    charger = request.app[CHARGER_KEY]
+    fault = charger.take_fault()
+    if fault is None:
+        return _json(data, status)
+    if fault.kind == "timeout":
+        await asyncio.sleep(fault.delay_s or 3600)
+        return _json(data, status)
+    if fault.kind == "slow":
+        await asyncio.sleep(fault.delay_s)
+        return _json(data, status)
+    if fault.kind == "http500":
+        return web.Response(status=500, text="internal error")
+    if fault.kind == "not_found":
+        return web.Response(status=404, text=NOT_FOUND)
+    if fault.kind == "truncated":
+        text = json.dumps(data)
+        return web.Response(text=text[: len(text) // 2], content_type="application/json")
+    if isinstance(data, dict) and fault.kind == "zero_nrg" and "nrg" in data:
+        return _json({**data, "nrg": [0] * 16}, status)
+    if isinstance(data, dict) and fault.kind == "wrong_type":
+        return _json({**data, "car": {"unexpected": True}, "nrg": "not-a-list"}, status)
+    return _json(data, status)
+
+
+async def api_status(request: web.Request) -> web.StreamResponse:
+    charger = request.app[CHARGER_KEY]
+    if charger.api is not ApiVersion.V2:
+        return web.Response(status=404, text=NOT_FOUND)
+    keys = None
+    if "filter" in request.query:
+        keys = [k for k in request.query["filter"].split(",") if k]
+    return await _faulty(request, charger.status_v2(keys))
+
+
+async def api_set(request: web.Request) -> web.StreamResponse:
+    charger = request.app[CHARGER_KEY]
+    if charger.api is not ApiVersion.V2:
+        return web.Response(status=404, text=NOT_FOUND)
+    fault = charger.take_fault()
+    if fault is not None:
+        if fault.kind == "timeout":
+            await asyncio.sleep(fault.delay_s or 3600)
+        elif fault.kind == "http500":
+            return web.Response(status=500, text="internal error")
+        elif fault.kind == "slow":
+            await asyncio.sleep(fault.delay_s)
+    status, answer = charger.set_v2(dict(request.query))
+    return _json(answer, status)
+
+
+def _v1_enabled(charger: SimCharger) -> bool:
+    return charger.api is ApiVersion.V1 or charger.legacy_v1
+
+
+async def v1_status(request: web.Request) -> web.StreamResponse:
+    charger = request.app[CHARGER_KEY]
+    if not _v1_enabled(charger):
+        return web.Response(status=404, text=NOT_FOUND)
+    return await _faulty(request, charger.status_v1())
+
+
+async def v1_mqtt(request: web.Request) -> web.StreamResponse:
+    charger = request.app[CHARGER_KEY]
+    if not _v1_enabled(charger):
+        return web.Response(status=404, text=NOT_FOUND)
+    fault = charger.take_fault()
+    if fault is not None:
+        if fault.kind == "timeout":
+            await asyncio.sleep(fault.delay_s or 3600)
+        elif fault.kind == "http500":
+            return web.Response(status=500, text="internal error")
+    return _json(charger.set_v1(request.query.get("payload", "")))
+
+
+# --------------------------------------------------------------------------- control
+
+
+async def sim_state(request: web.Request) -> web.Response:
+    return _json(request.app[CHARGER_KEY].snapshot())
+
+
+async def sim_plug(request: web.Request) -> web.Response:
+    q = request.query
+    car = Car(
+        max_current_a=float(q.get("max_current_a", 16)),
+        phases=int(q.get("phases", 3)),
+        energy_needed_wh=float(q.get("energy_wh", 20_000)),
+    )
+    request.app[CHARGER_KEY].plug(car)
+    return _json({"ok": True})
+
+
+async def sim_unplug(request: web.Request) -> web.Response:
+    request.app[CHARGER_KEY].unplug()
+    return _json({"ok": True})
+
+
+async def sim_reboot(request: web.Request) -> web.Response:
+    request.app[CHARGER_KEY].reboot()
+    return _json({"ok": True})
+
+
+async def sim_fault(request: web.Request) -> web.Response:
+    q = request.query
+    try:
+        request.app[CHARGER_KEY].inject(
+            q.get("kind", ""), int(q.get("count", 1)), float(q.get("delay_s", 0))
+        )
+    except ValueError as exc:
+        return _json({"ok": False, "error": str(exc)}, 400)
+    return _json({"ok": True})
+
+
+async def sim_clear(request: web.Request) -> web.Response:
+    request.app[CHARGER_KEY].clear_faults()
+    return _json({"ok": True})
+
+
+@web.middleware
+async def count_in_flight(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Tracks concurrent requests, so tests can check "one request in flight"."""
+    charger = request.app[CHARGER_KEY]
+    if request.path.startswith("/_sim/"):
+        return await handler(request)  # type: ignore[no-any-return]
+    charger.requests += 1
+    charger.in_flight += 1
+    charger.max_in_flight = max(charger.max_in_flight, charger.in_flight)
+    try:
+        return await handler(request)  # type: ignore[no-any-return]
+    finally:
+        charger.in_flight -= 1
+
+
+def make_app(charger: SimCharger) -> web.Application:
+    app = web.Application(middlewares=[count_in_flight])
+    app[CHARGER_KEY] = charger
+    app.router.add_get("/api/status", api_status)
+    app.router.add_get("/api/set", api_set)
+    app.router.add_get("/status", v1_status)
+    app.router.add_get("/mqtt", v1_mqtt)
+    app.router.add_get("/_sim/state", sim_state)
+    for name, handler in (
+        ("plug", sim_plug),
+        ("unplug", sim_unplug),
+        ("reboot", sim_reboot),
+        ("fault", sim_fault),
+        ("clear", sim_clear),
+    ):
+        app.router.add_route("*", f"/_sim/{name}", handler)
+    return app
+
+
+class HttpFrontend:
+    """Serves one SimCharger on host:port until closed."""
+
+    def __init__(self, charger: SimCharger, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.charger = charger
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> HttpFrontend:
+        self._runner = web.AppRunner(
+            make_app(self.charger), handle_signals=False, shutdown_timeout=0.1
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        sockets = getattr(server, "sockets", None)
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> HttpFrontend:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

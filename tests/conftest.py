@@ -1,0 +1,50 @@
+"""Shared test plumbing: fixture payloads, free ports, the simulator over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.goe.model import ApiVersion
+from bridge.simulator.charger import SimCharger
+from bridge.simulator.http import HttpFrontend
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("GOE_FIXTURES", ROOT.parent / "shared" / "fixtures" / "goe"))
+
+
+def fixture_path(name: str) -> Path:
+    path = FIXTURES / name
+    if not path.exists():
+        pytest.fail(
+            f"fixture {path} missing: the suite needs ../shared/fixtures/goe beside the repo"
+        )
+    return path
+
+
+def load_fixture(name: str) -> Any:
+    return json.loads(fixture_path(name).read_text("utf-8"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def sim_v2() -> AsyncIterator[HttpFrontend]:
+    async with HttpFrontend(SimCharger(api=ApiVersion.V2, alw_delay_s=0.05)) as fe:
+        yield fe
+
+
+@pytest.fixture
+async def sim_v1() -> AsyncIterator[HttpFrontend]:
+    async with HttpFrontend(SimCharger(api=ApiVersion.V1)) as fe:
+        yield fe

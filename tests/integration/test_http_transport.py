@@ -1,0 +1,231 @@
+"""The local HTTP transport against the simulator over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from bridge.goe.model import ApiVersion, ChargerUnavailable, CodecError, WriteRejected
+from bridge.goe.transports.http import NOT_ENABLED_HINT, HttpTransport
+from bridge.simulator.charger import SimCharger
+from bridge.simulator.http import HttpFrontend
+
+
+def transport(fe: HttpFrontend, **kw: object) -> HttpTransport:
+    return HttpTransport("127.0.0.1", fe.port, **kw)  # type: ignore[arg-type]
+
+
+async def test_detects_v2_and_reads_the_full_status_once(sim_v2: HttpFrontend) -> None:
+    t = transport(sim_v2)
+    status = await t.read_status()
+    assert t.api is ApiVersion.V2
+    assert (status.api_version, status.firmware, status.serial) == (ApiVersion.V2, "56.9", "000001")
+    assert status.hardware == "go-eCharger" and status.variant_kw == 11
+    assert "wke" not in status.raw and "cak" not in status.raw
+    await t.close()
+
+
+async def test_detects_v1(sim_v1: HttpFrontend) -> None:
+    t = transport(sim_v1)
+    status = await t.read_status()
+    assert t.api is ApiVersion.V1
+    assert (status.firmware, status.serial, status.car_state) == ("041.0", "000001", "idle")
+    await t.close()
+
+
+async def test_detects_v1_legacy_when_v2_is_off() -> None:
+    # A charger with only the legacy API switched on: /api/status 404, /status answers.
+    async with HttpFrontend(SimCharger(api=ApiVersion.V1, firmware="051.4")) as fe:
+        t = transport(fe)
+        await t.read_status()
+        assert t.api is ApiVersion.V1
+        await t.close()
+
+
+async def test_both_apis_off_tells_the_user_what_to_enable(sim_v2: HttpFrontend) -> None:
+    sim_v2.charger.inject("not_found", count=2)
+    t = transport(sim_v2)
+    with pytest.raises(ChargerUnavailable) as info:
+        await t.read_status()
+    assert str(info.value) == NOT_ENABLED_HINT
+    assert "HTTP API v2" in str(info.value)
+    await t.close()
+
+
+async def test_v2_writes_are_verified(sim_v2: HttpFrontend) -> None:
+    sim = sim_v2.charger
+    t = transport(sim_v2)
+    await t.read_status()
+    await t.write({"amp": 10, "frc": 2})
+    assert (sim.amp, sim.frc) == (10, 2)
+    assert [(w.key, w.value, w.via) for w in sim.writes] == [
+        ("amp", 10, "http-v2"),
+        ("frc", 2, "http-v2"),
+    ]
+    await t.close()
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "reason"),
+    [
+        ({"amp": 5}, "amp", "amp: failed: Value 5 exceeds range 6 to 32 (5)"),
+        ({"amp": 33}, "amp", "amp: failed: Value 33 exceeds range 6 to 32 (33)"),
+        ({"frc": 3}, "frc", "frc: failed: Value 3 exceeds range 0 to 2 (3)"),
+    ],
+)
+async def test_v2_rejections_carry_the_chargers_text(
+    sim_v2: HttpFrontend, changes: dict[str, int], key: str, reason: str
+) -> None:
+    t = transport(sim_v2)
+    await t.read_status()
+    with pytest.raises(WriteRejected) as info:
+        await t.write(changes)
+    assert (info.value.key, info.value.reason) == (key, reason)
+    assert sim_v2.charger.amp == 16  # unchanged
+    await t.close()
+
+
+async def test_v2_read_only_key_is_refused_by_the_charger(sim_v2: HttpFrontend) -> None:
+    t = transport(sim_v2)
+    await t.read_status()
+    # The bridge never writes alw on v2; ask the simulator directly as a client would.
+    status, answer = sim_v2.charger.set_v2({"alw": "true"})
+    assert status == 500
+    assert answer == {"alw": "alw: tried to set api key without setter"}
+    with pytest.raises(ValueError, match="not a key the bridge writes"):
+        await t.write({"alw": True})
+    await t.close()
+
+
+async def test_v2_http_500_without_json_is_a_rejection(sim_v2: HttpFrontend) -> None:
+    t = transport(sim_v2)
+    await t.read_status()
+    sim_v2.charger.inject("http500")
+    with pytest.raises(WriteRejected, match="HTTP 500"):
+        await t.write({"amp": 10})
+    assert sim_v2.charger.amp == 16
+    await t.close()
+
+
+async def test_v1_writes_use_amx_and_are_verified_from_the_returned_status(
+    sim_v1: HttpFrontend,
+) -> None:
+    sim = sim_v1.charger
+    t = transport(sim_v1)
+    await t.read_status()
+    await t.write({"amx": 10, "alw": 0})
+    assert (sim.amp, sim.amp_eeprom, sim.alw, sim.eeprom_writes) == (10, 16, False, 0)
+    sim.reboot()  # amx is volatile
+    assert sim.amp == 16
+    await t.close()
+
+
+async def test_v1_unchanged_value_is_a_verification_failure(sim_v1: HttpFrontend) -> None:
+    t = transport(sim_v1)
+    await t.read_status()
+    with pytest.raises(WriteRejected) as info:
+        await t.write({"amx": 40})
+    assert info.value.reason == "not applied: status shows amp='16' after amx=40"
+    await t.close()
+
+
+async def test_v1_never_writes_amp_on_firmware_040_and_later(sim_v1: HttpFrontend) -> None:
+    t = transport(sim_v1)
+    await t.read_status()
+    with pytest.raises(ValueError, match="amx"):
+        await t.write({"amp": 10})
+    assert sim_v1.charger.eeprom_writes == 0
+    await t.close()
+
+
+async def test_v1_amx_is_unknown_on_firmware_033() -> None:
+    async with HttpFrontend(SimCharger(api=ApiVersion.V1, firmware="033")) as fe:
+        t = transport(fe)
+        await t.read_status()
+        with pytest.raises(WriteRejected, match="not applied"):
+            await t.write({"amx": 10})
+        await t.write({"amp": 10})  # the only way on 033 (evcc #2711)
+        assert fe.charger.eeprom_writes == 1
+        await t.close()
+
+
+async def test_timeout_is_reported_within_the_configured_time(sim_v2: HttpFrontend) -> None:
+    t = transport(sim_v2, timeout_s=0.3)
+    await t.read_status()
+    sim_v2.charger.inject("timeout", delay_s=5)
+    started = time.monotonic()
+    with pytest.raises(ChargerUnavailable, match=r"no answer within 0.3 s"):
+        await t.read_status()
+    # generous bound: this is not a timing test, it only shows the timeout applies
+    assert time.monotonic() - started < 4
+    await t.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "error", "message"),
+    [
+        ("http500", ChargerUnavailable, "HTTP 500"),
+        ("truncated", CodecError, "answer is not valid JSON"),
+        ("wrong_type", CodecError, "car: expected an integer, got {'unexpected': True}"),
+    ],
+)
+async def test_broken_answers_are_communication_errors(
+    sim_v2: HttpFrontend, kind: str, error: type[Exception], message: str
+) -> None:
+    t = transport(sim_v2)
+    await t.read_status()
+    sim_v2.charger.inject(kind)
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        await t.read_status()
+    assert (await t.read_status()).car_state == "idle"  # recovers on the next poll
+    await t.close()
+
+
+async def test_all_zero_nrg_decodes_as_zero_power(sim_v2: HttpFrontend) -> None:
+    sim_v2.charger.plug()
+    t = transport(sim_v2)
+    await t.read_status()
+    sim_v2.charger.inject("zero_nrg")
+    status = await t.read_status()
+    assert status.power_w == 0 and status.voltage_l1_v == 0
+    await t.close()
+
+
+async def test_detection_is_redone_after_repeated_failures() -> None:
+    sim = SimCharger(api=ApiVersion.V2)
+    async with HttpFrontend(sim) as fe:
+        t = transport(fe)
+        await t.read_status()
+        assert t.api is ApiVersion.V2
+        # The user switches the charger to the legacy API only.
+        sim.api = ApiVersion.V1
+        for _ in range(3):
+            with pytest.raises(ChargerUnavailable):
+                await t.read_status()
+        assert t.api is None
+        await t.read_status()
+        assert t.api is ApiVersion.V1
+        await t.close()
+
+
+async def test_one_request_in_flight(sim_v2: HttpFrontend) -> None:
+    t = transport(sim_v2)
+    await t.read_status()
+    sim_v2.charger.inject("slow", count=6, delay_s=0.1)
+    results = await asyncio.gather(
+        *(t.read_status() for _ in range(3)), t.write({"amp": 12}), t.read_status()
+    )
+    assert results[0] is not None and results[0].car_state == "idle"
+    assert sim_v2.charger.max_in_flight == 1
+    await t.close()
+
+
+async def test_unreachable_host_is_unavailable() -> None:
+    from tests.conftest import free_port
+
+    t = HttpTransport("127.0.0.1", free_port(), timeout_s=1)
+    with pytest.raises(ChargerUnavailable, match="GET /api/status"):
+        await t.read_status()
+    await t.close()

@@ -1,0 +1,146 @@
+"""The CLI as a user runs it: a subprocess of the installed `goe-bridge` entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bridge import __version__
+from tests.conftest import FIXTURES, ROOT, free_port
+
+
+def goe_bridge() -> list[str]:
+    exe = shutil.which("goe-bridge", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "bridge"]
+
+
+def run(
+    *args: str, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*goe_bridge(), *args], input=stdin, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False,
+    )  # fmt: skip
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"goe-bridge {__version__}"
+
+
+def test_check_config_ok_prints_the_normalized_config() -> None:
+    result = run("check-config", "-c", str(ROOT / "config.example.yaml"))
+    assert result.returncode == 0, result.stderr
+    cfg = json.loads(result.stdout)
+    assert cfg["chargers"][0]["id"] == "garage"
+    assert "OK, 1 charger(s)" in result.stderr
+
+
+def test_check_config_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "brokers: {home: {port: x}}\nchargers: [{id: g, connection: {type: http}, colour: red}]\n"
+    )
+    result = run("check-config", "-c", str(bad))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert f"{bad}: 3 problem(s):" in result.stderr
+    assert "brokers.home.port: expected an integer, got 'x'" in result.stderr
+    assert "chargers[0].colour: unknown key" in result.stderr
+    assert "chargers[0].connection.host: required" in result.stderr
+
+
+def test_check_config_missing_file_exits_2(tmp_path: Path) -> None:
+    result = run("check-config", "-c", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "cannot read" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "api", "power", "total"),
+    [
+        ("v1-status-fw033-idle.json", "v1", 0.0, 0.0),
+        ("v1-status-fw041-finished.json", "v1", 0.0, 9_593_000.0),
+        ("seed-v1-example.json", "v1", 0.0, 12_000.0),
+        ("cloud-v1-status.json", "v1", 0.0, 594_000.0),
+        ("v2-status-full-idle.json", "v2", 0.0, 0.0),
+        ("v2-mqtt-capture-excerpt.txt", "v2", 0.0, 0.0),
+    ],
+)
+def test_decode_every_fixture(name: str, api: str, power: float, total: float) -> None:
+    result = run("decode", str(FIXTURES / name))
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["api_version"] == api
+    assert out["power_w"] == power
+    assert out["energy_total_wh"] == total
+
+
+def test_decode_from_stdin_with_forced_api() -> None:
+    payload = {
+        "car": "2",
+        "nrg": [230, 230, 230, 1, 160, 160, 160, 37, 37, 37, 0, 110, 99, 99, 99, 0],
+    }
+    result = run("decode", "-", "--api", "v1", stdin=json.dumps(payload))
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert (out["current_l1_a"], out["power_l1_w"], out["power_w"]) == (16.0, 3700.0, 1100.0)
+
+
+def test_decode_garbage_is_a_clear_error() -> None:
+    result = run("decode", "-", stdin='{"car": "x"}')
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: car: expected an integer, got 'x'"
+
+
+@pytest.fixture(params=["v1", "v2"])
+def simulator(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [*goe_bridge(), "simulate", "--api", request.param, "--port", str(port),
+         "--serial", "072246"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/_sim/state", timeout=1).read()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("simulator did not start: " + (proc.stderr.read() if proc.stderr else ""))
+    yield request.param, url
+    proc.terminate()
+    assert proc.wait(timeout=10) == 0
+
+
+def test_probe_identifies_the_simulator(simulator: tuple[str, str]) -> None:
+    api, url = simulator
+    result = run("probe", url)
+    assert result.returncode == 0, result.stderr
+    firmware = "56.9" if api == "v2" else "041.0"
+    assert f"API version : {api} (local HTTP)" in result.stdout
+    assert f"firmware    : {firmware}" in result.stdout
+    assert "serial      : 072246" in result.stdout
+    assert "car_state" in result.stdout and "idle" in result.stdout
+    as_json = json.loads(run("probe", url, "--json").stdout)
+    assert as_json["serial"] == "072246"
+
+
+def test_probe_unreachable_exits_1() -> None:
+    result = run("probe", f"http://127.0.0.1:{free_port()}", "--timeout", "1")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: http://127.0.0.1:")

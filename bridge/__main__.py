@@ -36,6 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"goe-bridge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    p = sub.add_parser("run", help="run the bridge")
+    _add_config_arg(p)
+
+    p = sub.add_parser(
+        "demo", help="simulator + embedded broker + bridge, printing the live topic flow"
+    )
+    p.add_argument("--api", choices=("v1", "v2"), default="v2")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument(
+        "--speed", type=float, default=1.0, help="run the scripted scenario this much faster"
+    )
+
     p = sub.add_parser("check-config", help="validate a config file and print it normalized")
     _add_config_arg(p)
 
@@ -216,7 +228,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = load_config_or_exit(args.config)
+    from . import service
+
+    return service.main(cfg)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import demo
+
+    return demo.main(api=args.api, duration=args.duration, speed=args.speed)
+
+
 COMMANDS = {
+    "run": cmd_run,
+    "demo": cmd_demo,
     "check-config": cmd_check_config,
     "decode": cmd_decode,
     "probe": cmd_probe,

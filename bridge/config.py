@@ -170,8 +170,9 @@ class LimitsConfig:
 
 @dataclass(frozen=True, slots=True)
 class FailsafeConfig:
-    # None = no failsafe (only allowed for the generic mqtt controller).
-    timeout_s: float | None = field(default=80, metadata=meta(min=1))
+    # None = the source's default: 80 s for the openWB modes (openWB's own heartbeat rule),
+    # no failsafe for the generic mqtt controller (its commands are sporadic by nature).
+    timeout_s: float | None = field(default=None, metadata=meta(min=1))
     action: Literal["stop", "current"] = "stop"
     current_a: int = field(default=6, metadata=meta(min=6, max=32))
 
@@ -570,10 +571,6 @@ def _cross_check(config: Config, problems: list[str]) -> None:
             problems.append(f"{base}.connection.serial: must not be empty")
         control = charger.control
         broker_ref(control.broker, f"{base}.control.broker", control.source != "none")
-        if control.failsafe.timeout_s is None and control.source.startswith("openwb"):
-            problems.append(
-                f"{base}.control.failsafe.timeout_s: openWB modes need a failsafe timeout"
-            )
 
 
 def _plain(value: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +48,19 @@ async def sim_v2() -> AsyncIterator[HttpFrontend]:
 async def sim_v1() -> AsyncIterator[HttpFrontend]:
     async with HttpFrontend(SimCharger(api=ApiVersion.V1)) as fe:
         yield fe
+
+
+@pytest.fixture(scope="session")
+def mosquitto() -> Iterator[Any]:
+    from tests.mqtt_helpers import run_mosquitto
+
+    with run_mosquitto() as broker:
+        yield broker
+
+
+@pytest.fixture
+def base_topic() -> str:
+    """A unique base topic per test, so tests on the shared broker never see each other."""
+    import uuid
+
+    return f"t{uuid.uuid4().hex[:10]}"

@@ -236,9 +236,9 @@ def firmware_major(fwv: str | None) -> int | None:
 class Target:
     """What a controller wants: allow charging, at which current, on how many phases.
 
-    ``current_a`` below 6 A means stop (design §5); ``phases`` ``None`` = leave as is.
+    ``current_a`` below 6 A means stop (design §5); ``None`` = leave that part as it is.
     """
 
-    allow: bool
+    allow: bool | None
     current_a: float | None = None
     phases: int | None = None

@@ -68,6 +68,9 @@ class SimCharger:
     clock: Callable[[], float] = time.monotonic
     # When the v1 legacy API is also on (V3 with `hla`), /status answers on a v2 charger.
     legacy_v1: bool = False
+    # A charger that acknowledges writes ({"amp":true}) but does not apply them: what the
+    # bridge's read-back verification exists for.
+    ignore_writes: bool = False
 
     car: Car | None = None
     frc: int = 0
@@ -176,7 +179,9 @@ class SimCharger:
     def active_phases(self) -> int:
         if self.car is None:
             return 0
-        return min(self.car.phases, self._phases_active)
+        switched = self._phase_switch_until and self.clock() >= self._phase_switch_until
+        phases = self._phases_wanted() if switched else self._phases_active
+        return min(self.car.phases, phases)
 
     def is_charging(self) -> bool:
         return (
@@ -297,7 +302,7 @@ class SimCharger:
                 answer[key] = f"invalid json IncompleteInput: {text}"
                 self._record(key, text, False, via)
                 continue
-            answer[key] = self._apply_v2(key, value)
+            answer[key] = True if self.ignore_writes else self._apply_v2(key, value)
             self._record(key, value, answer[key] is True, via)
         self._changed()
         failed = any(v is not True for v in answer.values())

@@ -54,7 +54,7 @@ def test_defaults_and_frozen() -> None:
     charger = cfg.chargers[0]
     assert charger.control.source == "none"
     assert charger.control.min_command_interval_s == 5
-    assert charger.control.failsafe.timeout_s == 80
+    assert charger.control.failsafe.timeout_s is None
     assert charger.limits.max_current_a == 32
     with pytest.raises(AttributeError):
         charger.id = "x"  # type: ignore[misc]

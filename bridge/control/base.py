@@ -1,0 +1,113 @@
+"""What every controller shares: it turns one protocol's messages into a Target, and a
+failsafe Target replaces it when the controller goes quiet past its timeout (design §5)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .. import logs
+from ..config import ChargerConfig
+from ..goe.model import ChargerStatus, Target
+
+log = logs.get("goe_bridge.control")
+
+# Default failsafe timeouts per source when `failsafe.timeout_s` is null: openWB's own rule
+# is "heartbeat + 80 s < now → stop" (openwb-protocol.md §4.4).
+DEFAULT_TIMEOUTS: Mapping[str, float | None] = {
+    "mqtt": None,
+    "openwb-secondary": 80.0,
+    "openwb-mqtt": 80.0,
+    "openwb-1.9": 80.0,
+}
+
+
+class Controller:
+    source = "none"
+
+    def __init__(
+        self,
+        charger: ChargerConfig,
+        *,
+        on_target: Callable[[Target | None], None],
+        on_state: Callable[[Mapping[str, Any]], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.charger = charger
+        self.on_target = on_target
+        self.on_state = on_state
+        self.clock = clock
+        failsafe = charger.control.failsafe
+        self.timeout_s = (
+            failsafe.timeout_s
+            if failsafe.timeout_s is not None
+            else DEFAULT_TIMEOUTS.get(self.source)
+        )
+        self.target: Target | None = None
+        self.last_heard: float | None = None
+        self.failsafe_active = False
+        self.status: ChargerStatus | None = None
+
+    @property
+    def failsafe_target(self) -> Target:
+        failsafe = self.charger.control.failsafe
+        if failsafe.action == "current":
+            return Target(allow=True, current_a=float(failsafe.current_a))
+        return Target(allow=False)
+
+    def heard(self, target: Target | None) -> None:
+        """The controller spoke: take its Target, leave failsafe."""
+        self.last_heard = self.clock()
+        if self.failsafe_active:
+            self.failsafe_active = False
+            log.info("control.failsafe_cleared", charger=self.charger.key, source=self.source)
+            self.on_state({"failsafe_active": False})
+        self.set_target(target)
+
+    def set_target(self, target: Target | None) -> None:
+        self.target = target
+        self.on_target(target)
+        if target is not None:
+            self.on_state(
+                {
+                    "target_allow": target.allow,
+                    "target_current_a": target.current_a,
+                    "target_phases": target.phases,
+                }
+            )
+
+    def on_status(self, status: ChargerStatus) -> None:
+        self.status = status
+
+    def on_unavailable(self, reason: str) -> None:
+        """The charger cannot be reached (openWB adapters report it as a fault)."""
+
+    def quiet_for(self, now: float) -> float | None:
+        if self.last_heard is None:
+            return None
+        return now - self.last_heard
+
+    def check_failsafe(self, now: float | None = None) -> None:
+        if self.timeout_s is None or self.failsafe_active:
+            return
+        now = self.clock() if now is None else now
+        quiet = self.quiet_for(now)
+        if quiet is not None and quiet > self.timeout_s:
+            self.failsafe_active = True
+            log.warning(
+                "control.failsafe",
+                charger=self.charger.key,
+                source=self.source,
+                quiet_s=round(quiet, 1),
+                action=self.charger.control.failsafe.action,
+            )
+            self.on_state({"failsafe_active": True})
+            self.set_target(self.failsafe_target)
+
+    async def run(self) -> None:
+        """Watch liveness (controllers with their own timing extend this)."""
+        while True:
+            self.check_failsafe()
+            await asyncio.sleep(1.0)

@@ -1,0 +1,200 @@
+"""The generic controller: `<base>/<id>/<field>/set` and `<base>/<id>/set` (JSON object).
+
+Lenient where people are used to it (`true/false/1/0/on/off`, `"16"`, `16.0`), strict where
+it matters (range, type, unknown field): a rejected command is answered on
+`<base>/<id>/result` with the reason and changes nothing. A retained command is applied
+once, then cleared with a retained empty message (evcc does the same with its `/set`
+topics).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .. import logs
+from ..goe.model import ApiVersion, Target
+from ..publish.fields import SETTABLE, Topics, result_payload
+from .base import Controller
+
+log = logs.get("goe_bridge.control.mqtt")
+
+_TRUE = {"true", "1", "on", "yes", "enable", "enabled"}
+_FALSE = {"false", "0", "off", "no", "disable", "disabled"}
+
+
+class Invalid(ValueError):
+    pass
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise Invalid(f"expected true/false (or 1/0, on/off), got {value!r}")
+
+
+def parse_whole(value: Any) -> int:
+    if isinstance(value, bool):
+        raise Invalid(f"expected a number, got {value!r}")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise Invalid(f"expected a number, got {value!r}") from None
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        raise Invalid(f"expected a number, got {value!r}")
+    if not float(value).is_integer():
+        raise Invalid(f"expected whole amps, got {value!r}")
+    return int(value)
+
+
+def decode_payload(payload: bytes) -> Any:
+    """A command value: JSON when it parses, else the bare text (`on`, `16`)."""
+    text = payload.decode("utf-8", "strict").strip()
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+class MqttController(Controller):
+    source = "mqtt"
+
+    def __init__(
+        self,
+        *args: Any,
+        topics: Topics,
+        publish: Callable[..., None],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.topics = topics
+        self.publish = publish
+        self.intent: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ validation
+
+    def validate(self, field: str, value: Any) -> Any:
+        if field == "allow_charging":
+            return parse_bool(value)
+        if field == "current_limit_a":
+            amps = parse_whole(value)
+            high = self.charger.limits.max_current_a
+            if not 6 <= amps <= high:
+                raise Invalid(f"{amps} A is outside 6..{high} A (limits.max_current_a)")
+            return amps
+        if field == "phases":
+            phases = parse_whole(value)
+            if phases not in (1, 3):
+                raise Invalid(f"expected 1 or 3, got {value!r}")
+            if self.status is not None and self.status.api_version is ApiVersion.V1:
+                raise Invalid("API v1 chargers cannot switch phases")
+            return phases
+        settable = ", ".join(SETTABLE)
+        raise Invalid(f"unknown field {field!r}; settable: {settable}")
+
+    # ------------------------------------------------------------------ messages
+
+    def handle(self, topic: str, payload: bytes, retain: bool) -> None:
+        if not payload:
+            return  # our own retained clear coming back
+        # Applied once, then cleared, so a restart does not replay it. MQTT 3.1.1 flags a
+        # message as retained only when it is delivered at subscribe time, so a command that
+        # arrives live is cleared too (an empty retained message costs nothing).
+        self.publish(topic, b"", retain=True, remember=False)
+        field = self._field_of(topic)
+        try:
+            value = decode_payload(payload)
+        except UnicodeDecodeError:
+            self._answer(False, field, None, "payload is not UTF-8 text")
+            return
+        if field is None:
+            self._handle_object(value)
+        else:
+            self._handle_field(field, value)
+
+    def _field_of(self, topic: str) -> str | None:
+        if topic == self.topics.set():
+            return None
+        prefix = self.topics.root + "/"
+        return topic[len(prefix) : -len("/set")]
+
+    def _handle_field(self, field: str, value: Any) -> None:
+        try:
+            checked = self.validate(field, value)
+        except Invalid as exc:
+            self._answer(False, field, value, str(exc))
+            return
+        self._apply({field: checked})
+        self._answer(True, field, checked, None)
+
+    def _handle_object(self, value: Any) -> None:
+        if not isinstance(value, Mapping) or not value:
+            self._answer(False, "set", value, "expected a JSON object such as "
+                         '{"allow_charging": true, "current_limit_a": 10}')  # fmt: skip
+            return
+        checked: dict[str, Any] = {}
+        errors = []
+        for field, item in value.items():
+            try:
+                checked[field] = self.validate(str(field), item)
+            except Invalid as exc:
+                errors.append(f"{field}: {exc}")
+        if errors:
+            self._answer(False, "set", value, "; ".join(errors))
+            return
+        self._apply(checked)
+        self._answer(True, "set", checked, None)
+
+    def _apply(self, changes: Mapping[str, Any]) -> None:
+        self.intent.update(changes)
+        self.heard(
+            Target(
+                allow=self.intent.get("allow_charging"),
+                current_a=(
+                    float(self.intent["current_limit_a"])
+                    if "current_limit_a" in self.intent
+                    else None
+                ),
+                phases=self.intent.get("phases"),
+            )
+        )
+
+    def _answer(self, ok: bool, field: str | None, value: Any, error: str | None) -> None:
+        if not ok:
+            log.warning("command.rejected", charger=self.charger.key, field=field, error=error)
+        else:
+            log.info("command.accepted", charger=self.charger.key, field=field, value=value)
+        if not _json_safe(value):
+            value = repr(value)
+        self.publish(self.topics.result, result_payload(ok, field, value, error))
+
+
+def _json_safe(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def refuse(
+    topics: Topics, publish: Callable[..., None], reason: str
+) -> Callable[[str, bytes, bool], None]:
+    """Handler for the set topics of a charger that another controller owns."""
+
+    def handler(topic: str, payload: bytes, retain: bool) -> None:
+        if not payload:
+            return
+        publish(topic, b"", retain=True, remember=False)
+        field = None if topic == topics.set() else topic[len(topics.root) + 1 : -len("/set")]
+        publish(topics.result, result_payload(False, field or "set", None, reason))
+        log.warning("command.refused", topic=topic, reason=reason)
+
+    return handler

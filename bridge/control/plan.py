@@ -1,0 +1,100 @@
+"""Target + last status → the go-e keys that make the Target true (design §5). Pure.
+
+- current < 6 A (including 0) means stop, never a current write;
+- currents are floored to whole amps and clamped to [6, min(32, limit, ama, cable)];
+- enable = `alw=1` (v1) / `frc=2` (`enable_mode: force`) or `frc=0` (`neutral`) on v2;
+  disable = `alw=0` / `frc=1`;
+- current = `amx` on v1 firmware ≥ 040 (never `amp`: EEPROM wear), `amp` on older v1 and v2;
+- phases = `psm=1|2`, API v2 only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..goe.codec_v2 import PHASES_TO_PSM
+from ..goe.model import ApiVersion, ChargerStatus, Target, WireValue, firmware_major
+
+MIN_CURRENT_A = 6
+MAX_CURRENT_A = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The writes still needed, by kind: enable/disable goes out at once, current changes
+    are spaced, phase switches are rate limited."""
+
+    switch: dict[str, WireValue] = field(default_factory=dict)
+    current: dict[str, WireValue] = field(default_factory=dict)
+    phases: dict[str, WireValue] = field(default_factory=dict)
+    #: Things the Target asks for that this charger cannot do (shown, never written).
+    unsupported: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.switch or self.current or self.phases)
+
+
+def current_cap(status: ChargerStatus | None, limit_a: int) -> int:
+    cap = min(MAX_CURRENT_A, limit_a)
+    if status is not None:
+        for other in (status.max_current_a, status.cable_current_a):
+            if other:
+                cap = min(cap, other)
+    return max(cap, MIN_CURRENT_A)
+
+
+def effective(target: Target, status: ChargerStatus | None, limit_a: int) -> Target:
+    """The Target as it will be written: stop below 6 A, floor, clamp."""
+    allow = target.allow
+    current = target.current_a
+    if current is not None:
+        if not math.isfinite(current) or current < MIN_CURRENT_A:
+            return Target(allow=False, current_a=None, phases=target.phases)
+        current = float(min(math.floor(current), current_cap(status, limit_a)))
+    return Target(allow=allow, current_a=current, phases=target.phases)
+
+
+def plan(
+    target: Target,
+    status: ChargerStatus,
+    *,
+    limit_a: int,
+    enable_mode: str = "force",
+) -> Plan:
+    want = effective(target, status, limit_a)
+    switch: dict[str, WireValue] = {}
+    current: dict[str, WireValue] = {}
+    phases: dict[str, WireValue] = {}
+    unsupported: list[str] = []
+
+    if status.api_version is ApiVersion.V1:
+        if want.allow is not None and status.allow_charging is not want.allow:
+            switch["alw"] = 1 if want.allow else 0
+        if want.current_a is not None and want.allow is not False:
+            amps = int(want.current_a)
+            if status.current_limit_a != amps:
+                major = firmware_major(status.firmware)
+                # amx needs firmware ≥ 040 (evcc #2711); 033 and older only know amp.
+                key = "amx" if major is None or major >= 40 else "amp"
+                current[key] = amps
+        if want.phases is not None:
+            unsupported.append("phases: API v1 chargers cannot switch phases")
+    else:
+        if want.allow is not None:
+            frc = (2 if enable_mode == "force" else 0) if want.allow else 1
+            force = {"neutral": 0, "off": 1, "on": 2}.get(status.force_state or "")
+            if force != frc:
+                switch["frc"] = frc
+        if want.current_a is not None and want.allow is not False:
+            amps = int(want.current_a)
+            if status.current_limit_a != amps:
+                current["amp"] = amps
+        if want.phases is not None:
+            psm = PHASES_TO_PSM.get(want.phases)
+            if psm is None:
+                unsupported.append(f"phases: {want.phases} is not 1 or 3")
+            elif status.phases != want.phases:
+                phases["psm"] = psm
+    return Plan(switch, current, phases, tuple(unsupported))

@@ -1,0 +1,221 @@
+"""Makes a controller's Target true on one charger, for every kind of controller (design §5).
+
+- Writes only the difference, and only while the charger is reachable.
+- Enable/disable goes out at once; current changes are spaced by `min_command_interval_s`
+  and the last value wins (the plan is computed from the newest Target when the spacing
+  allows a write, so intermediate values are never queued).
+- Phase switches at most once per `phase_switch_min_interval_s`, stopping first.
+- Every write is verified (by the transport, then by the next read); a value that does not
+  stick is retried at most twice with backoff, then `in_sync=false` is reported and the
+  value is left alone until the Target or the charger changes.
+- The charger drifting away from the Target (e.g. `frc` reset to neutral on unplug, go-e API
+  v2 #117) shows up as a difference on the next poll and is written again.
+- Nothing is written before the controller has spoken (Target None).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .. import logs
+from ..aio import wait_event
+from ..goe.model import ChargerError, ChargerStatus, Target, WireValue, WriteRejected
+from ..goe.transports.base import Transport
+from . import plan as planning
+
+log = logs.get("goe_bridge.reconciler")
+
+MAX_ATTEMPTS = 3  # the first write and two retries
+VERIFY_AFTER_S = 1.5  # go-e logic runs at 1 Hz; alw follows frc about 1 s later
+
+
+@dataclass(slots=True)
+class Attempt:
+    value: WireValue
+    count: int
+    last_at: float
+    error: str | None = None
+
+
+class Reconciler:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        name: str,
+        limit_a: int,
+        enable_mode: str = "force",
+        min_command_interval_s: float = 5.0,
+        phase_switch_min_interval_s: float = 300.0,
+        request_read: Callable[[], None] = lambda: None,
+        on_state: Callable[[Mapping[str, Any]], None] = lambda state: None,
+        on_write: Callable[[str, WireValue, str | None], None] = lambda k, v, e: None,
+        clock: Callable[[], float] = time.monotonic,
+        verify_after_s: float = VERIFY_AFTER_S,
+    ) -> None:
+        self.transport = transport
+        self.name = name
+        self.limit_a = limit_a
+        self.enable_mode = enable_mode
+        self.min_command_interval_s = min_command_interval_s
+        self.phase_switch_min_interval_s = phase_switch_min_interval_s
+        self.request_read = request_read
+        self.on_state = on_state
+        self.on_write = on_write
+        self.clock = clock
+        self.verify_after_s = verify_after_s
+
+        self.target: Target | None = None
+        self.status: ChargerStatus | None = None
+        self.available = False
+        self.in_sync: bool | None = None
+        self._attempts: dict[str, Attempt] = {}
+        self._last_current_write = -1e9
+        self._last_phase_switch = -1e9
+        self._wake = asyncio.Event()
+        # counters for /metrics
+        self.writes_sent = 0
+        self.writes_failed = 0
+        self.writes_verified = 0
+
+    # ------------------------------------------------------------------ inputs
+
+    def set_target(self, target: Target | None) -> None:
+        if target != self.target:
+            self.target = target
+            self._attempts.clear()  # a new Target deserves fresh attempts
+            self._wake.set()
+
+    def on_status(self, status: ChargerStatus) -> None:
+        self.status = status
+        self.available = True
+        self._wake.set()
+
+    def on_unavailable(self) -> None:
+        self.available = False
+        self._wake.set()
+
+    # ------------------------------------------------------------------ loop
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            delay = await self.step()
+            await wait_event(self._wake, delay)
+
+    async def step(self) -> float | None:
+        """One pass: write what is due; return when to look again (None = on news)."""
+        target, status = self.target, self.status
+        if target is None or status is None or not self.available:
+            return None
+        wanted = planning.plan(target, status, limit_a=self.limit_a, enable_mode=self.enable_mode)
+        now = self.clock()
+        # Values the charger now shows are verified: forget their attempts.
+        pending = {**wanted.switch, **wanted.current, **wanted.phases}
+        for key in list(self._attempts):
+            if key not in pending:
+                self._attempts.pop(key)
+                self.writes_verified += 1
+        self._publish_sync(wanted)
+        if wanted.empty:
+            return None
+
+        next_look: list[float] = []
+        if wanted.phases:
+            due = self._last_phase_switch + self.phase_switch_min_interval_s
+            if now >= due:
+                if status.charging:
+                    # Stop first; the charger pauses 10-30 s anyway (go-e API v2 #248).
+                    await self._write({"frc": 1})
+                if await self._write(wanted.phases):
+                    self._last_phase_switch = now
+            else:
+                next_look.append(due - now)
+        if wanted.switch:
+            await self._write(wanted.switch)
+        if wanted.current:
+            due = self._last_current_write + self.min_command_interval_s
+            if now >= due:
+                if await self._write(wanted.current):
+                    self._last_current_write = now
+            else:
+                next_look.append(due - now)
+        for attempt in self._attempts.values():
+            if attempt.count < MAX_ATTEMPTS:
+                next_look.append(max(0.05, self._retry_at(attempt) - now))
+        return min(next_look) if next_look else None
+
+    def _retry_at(self, attempt: Attempt) -> float:
+        # verify window, then backoff: 1.5 s, 3 s, 6 s after the write
+        return attempt.last_at + self.verify_after_s * 2.0 ** (attempt.count - 1)
+
+    async def _write(self, changes: Mapping[str, WireValue]) -> bool:
+        """Write what is due of `changes`; True if something was sent and accepted."""
+        now = self.clock()
+        due: dict[str, WireValue] = {}
+        for key, value in changes.items():
+            attempt = self._attempts.get(key)
+            if (
+                attempt is not None
+                and attempt.value == value
+                and (attempt.count >= MAX_ATTEMPTS or now < self._retry_at(attempt))
+            ):
+                continue  # given up, or still waiting for the read-back
+            due[key] = value
+        if not due:
+            return False
+        for key, value in due.items():
+            previous = self._attempts.get(key)
+            count = previous.count + 1 if previous and previous.value == value else 1
+            self._attempts[key] = Attempt(value, count, now)
+        self.writes_sent += 1
+        try:
+            await self.transport.write(due)
+        except WriteRejected as exc:
+            self._failed(due, f"rejected: {exc.reason}")
+            return False
+        except ChargerError as exc:
+            self._failed(due, f"no answer: {exc}")
+            return False
+        log.info("charger.write", charger=self.name, **{k: v for k, v in due.items()})
+        for key, value in due.items():
+            self.on_write(key, value, None)
+        asyncio.get_running_loop().call_later(self.verify_after_s, self.request_read)
+        return True
+
+    def _failed(self, due: Mapping[str, WireValue], error: str) -> None:
+        self.writes_failed += 1
+        for key, value in due.items():
+            attempt = self._attempts[key]
+            attempt.error = error
+            log.warning(
+                "charger.write_failed",
+                charger=self.name,
+                key=key,
+                value=value,
+                attempt=attempt.count,
+                error=error,
+            )
+            self.on_write(key, value, error)
+
+    def _publish_sync(self, wanted: planning.Plan) -> None:
+        in_sync = wanted.empty
+        gave_up = [k for k, a in self._attempts.items() if a.count >= MAX_ATTEMPTS]
+        if gave_up and self.in_sync is not False:
+            log.error(
+                "charger.out_of_sync",
+                charger=self.name,
+                keys=gave_up,
+                errors=[self._attempts[k].error for k in gave_up],
+            )
+        if in_sync != self.in_sync:
+            self.in_sync = in_sync
+            self.on_state({"in_sync": in_sync})
+
+    @property
+    def gave_up(self) -> bool:
+        return any(a.count >= MAX_ATTEMPTS for a in self._attempts.values())

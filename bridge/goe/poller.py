@@ -1,0 +1,88 @@
+"""Polls one charger on a cadence: at once, then every `interval_s`; a write pokes it for
+an immediate re-read (style.md §9). Failures back off (capped, jittered) and the charger
+counts as unavailable after `unavailable_after` failures in a row."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from .. import logs
+from ..aio import wait_event
+from ..backoff import Backoff
+from .model import ChargerStatus, ChargerUnavailable
+from .transports.base import Transport
+
+log = logs.get("goe_bridge.poller")
+
+
+class Poller:
+    def __init__(
+        self,
+        transport: Transport,
+        interval_s: float,
+        *,
+        on_status: Callable[[ChargerStatus], None],
+        on_unavailable: Callable[[str], None],
+        unavailable_after: int = 3,
+        backoff_cap_s: float = 30.0,
+        name: str = "charger",
+    ) -> None:
+        self.transport = transport
+        self.interval_s = interval_s
+        self.on_status = on_status
+        self.on_unavailable = on_unavailable
+        self.unavailable_after = unavailable_after
+        self.backoff = Backoff(base_s=interval_s, cap_s=max(backoff_cap_s, interval_s))
+        self.name = name
+        self._poke = asyncio.Event()
+        self.failures = 0
+        self.ok_polls = 0
+        self.failed_polls = 0
+        self.last_ok: float | None = None  # monotonic
+        self.last_latency_s: float | None = None
+        self.last_error: str | None = None
+
+    def poke(self) -> None:
+        """Read again now (after a write, to verify it)."""
+        self._poke.set()
+
+    async def poll_once(self) -> float:
+        """One poll; returns how long to wait before the next."""
+        started = time.monotonic()
+        try:
+            status = await self.transport.read_status()
+        except ChargerUnavailable as exc:
+            self.failures += 1
+            self.failed_polls += 1
+            self.last_error = str(exc)
+            delay = max(self.interval_s, self.backoff.failure())
+            log.warning(
+                "charger.poll_failed",
+                charger=self.name,
+                error=str(exc),
+                failures=self.failures,
+                retry_in_s=round(delay, 1),
+            )
+            if self.failures == self.unavailable_after or (
+                self.last_ok is None and self.failures == 1
+            ):
+                self.on_unavailable(str(exc))
+            return delay
+        self.last_latency_s = time.monotonic() - started
+        self.last_ok = time.monotonic()
+        self.ok_polls += 1
+        if self.failures:
+            log.info("charger.recovered", charger=self.name, after_failures=self.failures)
+        self.failures = 0
+        self.last_error = None
+        self.backoff.success()
+        self.on_status(status)
+        return self.interval_s
+
+    async def run(self) -> None:
+        while True:
+            self._poke.clear()
+            delay = await self.poll_once()
+            await wait_event(self._poke, delay)

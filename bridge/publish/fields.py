@@ -1,0 +1,170 @@
+"""Status → MQTT messages for the generic namespace (design §3). Pure: no I/O.
+
+Every topic string of the generic namespace is built here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..goe.model import ChargerStatus
+
+# Settable fields, and on which API versions.
+SETTABLE = ("allow_charging", "current_limit_a", "phases")
+CONTROL_KEYS = ("source", "target_allow", "target_current_a", "target_phases",
+                "failsafe_active", "in_sync")  # fmt: skip
+
+# A change smaller than this is not worth a message; the periodic refresh still sends the
+# exact value. Chosen below what a user or a PV controller can act on.
+DEADBANDS: tuple[tuple[str, float], ...] = (
+    ("energy_total_wh", 50.0),  # lifetime counter: 50 Wh is under a minute at 11 kW
+    ("energy_session_wh", 10.0),
+    ("power_factor", 2.0),
+    ("_w", 25.0),
+    ("_v", 2.0),
+    ("_a", 0.2),
+    ("_c", 0.5),
+    ("_hz", 0.05),
+    ("_dbm", 3.0),
+)
+
+
+def deadband(name: str) -> float:
+    for pattern, band in DEADBANDS:
+        if name == pattern or name.endswith(pattern) or name.startswith(pattern):
+            return band
+    return 0.0
+
+
+def scalar(value: Any) -> str:
+    """Bare scalars: `true`/`false`, numbers without float noise, text as is; arrays and
+    objects as JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "null"
+        if value.is_integer():
+            return str(int(value))
+        return f"{round(value, 3):.3f}".rstrip("0").rstrip(".")
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return json.dumps(value, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    base: str
+    charger: str
+
+    @property
+    def root(self) -> str:
+        return f"{self.base}/{self.charger}"
+
+    def field(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    def raw(self, key: str) -> str:
+        return f"{self.root}/raw/{key}"
+
+    @property
+    def availability(self) -> str:
+        return f"{self.root}/availability"
+
+    def control(self, key: str) -> str:
+        return f"{self.root}/control/{key}"
+
+    def set(self, name: str | None = None) -> str:
+        return f"{self.root}/{name}/set" if name else f"{self.root}/set"
+
+    @property
+    def result(self) -> str:
+        return f"{self.root}/result"
+
+
+def bridge_state_topic(base: str) -> str:
+    return f"{base}/bridge/state"
+
+
+def bridge_info_topic(base: str) -> str:
+    return f"{base}/bridge/info"
+
+
+@dataclass(slots=True)
+class FieldPublisher:
+    """Remembers what was published for one charger and decides what to send next."""
+
+    topics: Topics
+    refresh_s: float
+    raw: bool = False
+    _sent: dict[str, Any] = field(default_factory=dict)
+    _raw_sent: dict[str, str] = field(default_factory=dict)
+    _last_full: float | None = None
+
+    def update(self, status: ChargerStatus, now: float) -> list[tuple[str, str]]:
+        """(topic, payload) pairs to publish retained for this status."""
+        full = self._last_full is None or now - self._last_full >= self.refresh_s
+        if full:
+            self._last_full = now
+        out: list[tuple[str, str]] = []
+        for name, value in status.fields().items():
+            if full or self._changed(name, value):
+                self._sent[name] = value
+                out.append((self.topics.field(name), scalar(value)))
+        if self.raw:
+            for key, value in status.raw.items():
+                if "/" in key or "+" in key or "#" in key:
+                    continue
+                text = json.dumps(value, separators=(",", ":"))
+                if full or self._raw_sent.get(key) != text:
+                    self._raw_sent[key] = text
+                    out.append((self.topics.raw(key), text))
+        return out
+
+    def _changed(self, name: str, value: Any) -> bool:
+        if name not in self._sent:
+            return True
+        old = self._sent[name]
+        if (
+            isinstance(value, int | float)
+            and isinstance(old, int | float)
+            and not isinstance(value, bool)
+            and not isinstance(old, bool)
+        ):
+            band = deadband(name)
+            # Crossing zero is always news (charging started or stopped).
+            if (old == 0) != (value == 0):
+                return True
+            return abs(value - old) >= band if band else value != old
+        return bool(value != old)
+
+    def reset(self) -> None:
+        """Forget what was sent: the next update publishes everything."""
+        self._sent.clear()
+        self._raw_sent.clear()
+        self._last_full = None
+
+
+def control_messages(topics: Topics, state: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """`None` (= "leave as it is") is published as `none`: an empty retained payload would
+    delete the topic instead."""
+    return [
+        (topics.control(k), "none" if state[k] is None else scalar(state[k]))
+        for k in CONTROL_KEYS
+        if k in state
+    ]
+
+
+def result_payload(ok: bool, field_name: str | None, value: Any, error: str | None) -> str:
+    return json.dumps(
+        {"ok": ok, "field": field_name, "value": value, "error": error},
+        separators=(",", ":"),
+    )

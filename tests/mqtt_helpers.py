@@ -1,0 +1,191 @@
+"""A real mosquitto for the suite, and a subscriber that records what it sees."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from bridge.mqtt.embedded import find_mosquitto, free_port
+
+
+@dataclass
+class Mosquitto:
+    host: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    conf: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def start(self) -> None:
+        self.proc = _spawn(self.conf)
+        _wait_port(self.host, self.port)
+
+
+def _spawn(conf: Path) -> subprocess.Popen[bytes]:
+    binary = find_mosquitto()
+    if binary is None:
+        pytest.fail(
+            "mosquitto is not installed: apt-get install mosquitto (./dev test does it as root)"
+        )
+    return subprocess.Popen(
+        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def _wait_port(host: str, port: int, timeout: float = 10) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.2):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"mosquitto did not start on {host}:{port}")
+
+
+@contextlib.contextmanager
+def run_mosquitto(extra: str = "", port: int | None = None) -> Iterator[Mosquitto]:
+    with tempfile.TemporaryDirectory(prefix="goe-mosq-") as tmp:
+        port = port or free_port()
+        conf = Path(tmp) / "mosquitto.conf"
+        conf.write_text(
+            f"listener {port} 127.0.0.1\npersistence false\nlog_dest stderr\n"
+            + (extra or "allow_anonymous true\n")
+        )
+        broker = Mosquitto("127.0.0.1", port, _spawn(conf), conf)
+        _wait_port("127.0.0.1", port)
+        try:
+            yield broker
+        finally:
+            broker.stop()
+
+
+@dataclass
+class Seen:
+    topic: str
+    payload: str
+    retain: bool
+    at: float
+
+
+class Probe:
+    """Subscribes to filters and records every message (with its retain flag)."""
+
+    def __init__(self, host: str, port: int, *filters: str) -> None:
+        self.host, self.port, self.filters = host, port, filters
+        self.messages: list[Seen] = []
+        self._task: asyncio.Task[None] | None = None
+        self._new = asyncio.Event()
+        self._ready = asyncio.Event()
+        self.client: aiomqtt.Client | None = None
+
+    async def __aenter__(self) -> Probe:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self._ready.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    self.host, self.port, identifier=f"probe-{uuid.uuid4().hex[:8]}"
+                ) as client:
+                    self.client = client
+                    for f in self.filters:
+                        await client.subscribe(f, qos=1)
+                    self._ready.set()
+                    async for m in client.messages:
+                        payload = (
+                            m.payload.decode("utf-8", "replace")
+                            if isinstance(m.payload, bytes)
+                            else str(m.payload or "")
+                        )
+                        self.messages.append(
+                            Seen(m.topic.value, payload, bool(m.retain), time.monotonic())
+                        )
+                        self._new.set()
+            except aiomqtt.MqttError:
+                self.client = None
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from None
+                await asyncio.sleep(0.2)
+
+    async def publish(self, topic: str, payload: str | bytes, retain: bool = False) -> None:
+        deadline = time.monotonic() + 10
+        while self.client is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError("probe not connected")
+            await asyncio.sleep(0.05)
+        await self.client.publish(topic, payload, qos=1, retain=retain)
+
+    def last(self, topic: str) -> Seen | None:
+        for m in reversed(self.messages):
+            if m.topic == topic:
+                return m
+        return None
+
+    def values(self, topic: str) -> list[str]:
+        return [m.payload for m in self.messages if m.topic == topic]
+
+    async def wait_for(
+        self, topic: str, predicate: Callable[[str], bool] | str | None = None,
+        timeout: float = 15, since: int = 0,
+    ) -> Seen:  # fmt: skip
+        if isinstance(predicate, str):
+            expected = predicate
+            predicate = lambda p: p == expected  # noqa: E731
+        deadline = time.monotonic() + timeout
+        while True:
+            for m in self.messages[since:]:
+                if m.topic == topic and (predicate is None or predicate(m.payload)):
+                    return m
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                seen = self.values(topic)[-5:]
+                raise AssertionError(
+                    f"no matching message on {topic} within {timeout} s; last: {seen}"
+                )
+            self._new.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new.wait(), remaining)
+
+    def mark(self) -> int:
+        return len(self.messages)
+
+
+async def until(check: Callable[[], Any], timeout: float = 15, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)

@@ -1,0 +1,86 @@
+"""Target + status → go-e writes (design §5), table-driven."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.control.plan import Plan, effective, plan
+from bridge.goe.model import ApiVersion, ChargerStatus, Target
+
+V2 = ChargerStatus(api_version=ApiVersion.V2, allow_charging=True, force_state="neutral",
+                   current_limit_a=16, max_current_a=16, phases=3)  # fmt: skip
+V2_ON_10 = ChargerStatus(api_version=ApiVersion.V2, force_state="on", current_limit_a=10,
+                         max_current_a=32, phases=3)  # fmt: skip
+V1 = ChargerStatus(api_version=ApiVersion.V1, allow_charging=True, current_limit_a=16,
+                   max_current_a=32, firmware="041.0")  # fmt: skip
+V1_033 = ChargerStatus(api_version=ApiVersion.V1, allow_charging=False, current_limit_a=16,
+                       max_current_a=32, firmware="033")  # fmt: skip
+CABLE_13 = ChargerStatus(api_version=ApiVersion.V2, force_state="on", current_limit_a=16,
+                         max_current_a=32, cable_current_a=13)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("target", "status", "kwargs", "expected"),
+    [
+        pytest.param(Target(True, 10), V2, {}, Plan({"frc": 2}, {"amp": 10}), id="v2-enable-force"),
+        pytest.param(
+            Target(True, 10),
+            V2,
+            {"enable_mode": "neutral"},
+            Plan({}, {"amp": 10}),
+            id="v2-enable-neutral-already",
+        ),
+        pytest.param(Target(False), V2_ON_10, {}, Plan({"frc": 1}), id="v2-disable"),
+        pytest.param(Target(True, 0), V2_ON_10, {}, Plan({"frc": 1}), id="v2-zero-means-stop"),
+        pytest.param(Target(True, 5.9), V2_ON_10, {}, Plan({"frc": 1}), id="v2-below-6-means-stop"),
+        pytest.param(Target(True, 12.73), V2_ON_10, {}, Plan({}, {"amp": 12}), id="v2-floor"),
+        pytest.param(Target(True, 40), V2_ON_10, {}, Plan({}, {"amp": 32}), id="v2-clamp-32"),
+        pytest.param(
+            Target(True, 40), V2_ON_10, {"limit_a": 16}, Plan({}, {"amp": 16}), id="v2-clamp-limit"
+        ),
+        pytest.param(Target(True, 20), V2, {}, Plan({"frc": 2}, {}), id="v2-clamp-ama-16-already"),
+        pytest.param(Target(True, 20), CABLE_13, {}, Plan({}, {"amp": 13}), id="v2-clamp-cable"),
+        pytest.param(Target(True, 10), V2_ON_10, {}, Plan(), id="v2-nothing-to-do"),
+        pytest.param(Target(None, 8), V2, {}, Plan({}, {"amp": 8}), id="v2-current-only"),
+        pytest.param(
+            Target(True, 10, phases=1), V2_ON_10, {}, Plan({}, {}, {"psm": 1}), id="v2-phases"
+        ),
+        pytest.param(
+            Target(True, 10, phases=2),
+            V2_ON_10,
+            {},
+            Plan(unsupported=("phases: 2 is not 1 or 3",)),
+            id="v2-phases-2",
+        ),
+        pytest.param(
+            Target(False, 10),
+            V2_ON_10,
+            {},
+            Plan({"frc": 1}),
+            id="v2-no-current-write-when-stopping",
+        ),
+        pytest.param(Target(True, 10), V1, {}, Plan({}, {"amx": 10}), id="v1-amx"),
+        pytest.param(Target(False), V1, {}, Plan({"alw": 0}), id="v1-disable"),
+        pytest.param(
+            Target(True, 10), V1_033, {}, Plan({"alw": 1}, {"amp": 10}), id="v1-fw033-amp"
+        ),
+        pytest.param(
+            Target(True, 16, phases=1),
+            V1,
+            {},
+            Plan(unsupported=("phases: API v1 chargers cannot switch phases",)),
+            id="v1-no-phases",
+        ),
+    ],
+)
+def test_plan(
+    target: Target, status: ChargerStatus, kwargs: dict[str, object], expected: Plan
+) -> None:
+    options: dict[str, object] = {"limit_a": 32, **kwargs}
+    assert plan(target, status, **options) == expected  # type: ignore[arg-type]
+
+
+def test_effective_target() -> None:
+    assert effective(Target(True, float("nan")), None, 32) == Target(False, None)
+    assert effective(Target(True, 6.99), None, 32) == Target(True, 6.0)
+    assert effective(Target(True, 99), None, 10) == Target(True, 10.0)

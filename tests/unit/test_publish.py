@@ -1,0 +1,109 @@
+"""Status → topics (pure) and Home Assistant discovery payloads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bridge.goe import codec_v2
+from bridge.goe.model import ApiVersion, ChargerStatus
+from bridge.publish import discovery
+from bridge.publish.fields import FieldPublisher, Topics, control_messages, deadband, scalar
+from tests.conftest import load_fixture
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(True, "true"), (False, "false"), (16, "16"), (230.0, "230"), (13.53, "13.53"),
+     (0.1 + 0.2, "0.3"), (49.94400024, "49.944"), ("idle", "idle"), ([1, 2], "[1,2]"),
+     ({"a": 1}, '{"a":1}'), (float("nan"), "null")],
+)  # fmt: skip
+def test_scalar_payloads(value: object, text: str) -> None:
+    assert scalar(value) == text
+
+
+def test_deadbands_by_unit() -> None:
+    assert deadband("power_w") == 25
+    assert deadband("voltage_l1_v") == 2
+    assert deadband("current_l1_a") == 0.2
+    assert deadband("energy_total_wh") == 50
+    assert deadband("power_factor_l1_pct") == 2
+    assert deadband("car") == 0
+
+
+def test_field_publisher_sends_changes_past_the_deadband_and_refreshes() -> None:
+    pub = FieldPublisher(Topics("goe", "g"), refresh_s=60)
+    first = dict(pub.update(ChargerStatus(ApiVersion.V2, power_w=1000.0, car=2), now=0))
+    assert first == {"goe/g/api_version": "v2", "goe/g/power_w": "1000", "goe/g/car": "2"}
+    assert pub.update(ChargerStatus(ApiVersion.V2, power_w=1010.0, car=2), now=1) == []
+    assert pub.update(ChargerStatus(ApiVersion.V2, power_w=1030.0, car=2), now=2) == [
+        ("goe/g/power_w", "1030")
+    ]
+    # crossing zero is always sent
+    assert sorted(pub.update(ChargerStatus(ApiVersion.V2, power_w=0.0, car=4), now=3)) == [
+        ("goe/g/car", "4"), ("goe/g/power_w", "0"),
+    ]  # fmt: skip
+    assert len(pub.update(ChargerStatus(ApiVersion.V2, power_w=0.0, car=4), now=63)) == 3
+
+
+def test_raw_mirror_is_opt_in_and_json() -> None:
+    status = codec_v2.decode(load_fixture("v2-status-full-idle.json"))
+    without = FieldPublisher(Topics("goe", "g"), 60).update(status, 0)
+    assert not [t for t, _ in without if "/raw/" in t]
+    with_raw = dict(FieldPublisher(Topics("goe", "g"), 60, raw=True).update(status, 0))
+    assert with_raw["goe/g/raw/fwv"] == '"56.9"'
+    assert with_raw["goe/g/raw/pha"] == "[false,false,false,true,true,true]"
+    assert "goe/g/raw/dll" not in with_raw
+
+
+def test_control_topics() -> None:
+    msgs = control_messages(Topics("goe", "g"), {"in_sync": True, "target_phases": None, "x": 1})
+    assert msgs == [("goe/g/control/target_phases", "none"), ("goe/g/control/in_sync", "true")]
+
+
+def test_discovery_payload_structure() -> None:
+    status = codec_v2.decode({**load_fixture("v2-status-full-idle.json"), "sse": "072246"})
+    topic, payload = discovery.charger_config(
+        "homeassistant", Topics("goe", "garage"), status, controllable=True, max_current_a=16
+    )
+    assert topic == "homeassistant/device/goe_bridge_garage/config"
+    config = json.loads(payload)
+    assert config["dev"] == {
+        "ids": ["goe_bridge_garage"], "name": "go-e garage", "mf": "go-e", "mdl": "go-eCharger",
+        "via_device": "goe_bridge", "sw": "56.9", "sn": "072246",
+    }  # fmt: skip
+    assert config["availability_mode"] == "all"
+    cmps = config["cmps"]
+    unique_ids = [c["unique_id"] for c in cmps.values()]
+    assert len(unique_ids) == len(set(unique_ids))
+    assert all(uid.startswith("goe_bridge_garage_") for uid in unique_ids)
+    energy = cmps["goe_bridge_garage_energy_total_wh"]
+    assert (energy["device_class"], energy["state_class"], energy["unit_of_measurement"]) == (
+        "energy", "total_increasing", "Wh",
+    )  # fmt: skip
+    power = cmps["goe_bridge_garage_power_w"]
+    assert (power["p"], power["device_class"], power["unit_of_measurement"]) == (
+        "sensor",
+        "power",
+        "W",
+    )
+    assert power["state_topic"] == "goe/garage/power_w"
+    assert cmps["goe_bridge_garage_plugged"]["p"] == "binary_sensor"
+    assert cmps["goe_bridge_garage_availability"]["state_topic"] == "goe/garage/availability"
+    number = cmps["goe_bridge_garage_current_limit_a"]
+    assert (number["p"], number["min"], number["max"], number["command_topic"]) == (
+        "number", 6, 16, "goe/garage/current_limit_a/set",
+    )  # fmt: skip
+    assert cmps["goe_bridge_garage_allow_charging"]["p"] == "switch"
+    assert cmps["goe_bridge_garage_phases"]["options"] == ["1", "3"]
+    assert cmps["goe_bridge_garage_temperature_c"]["unit_of_measurement"] == "°C"
+
+
+def test_discovery_read_only_has_no_controls() -> None:
+    status = ChargerStatus(ApiVersion.V1, power_w=0.0)
+    _, payload = discovery.charger_config(
+        "ha", Topics("goe", "g"), status, controllable=False, max_current_a=16
+    )
+    cmps = json.loads(payload)["cmps"]
+    assert not [c for c in cmps.values() if c["p"] in ("switch", "number", "select")]

@@ -56,11 +56,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api", choices=("auto", "v1", "v2"), default="auto")
     p.add_argument("--raw", action="store_true", help="also print the raw keys (secrets removed)")
 
-    p = sub.add_parser("probe", help="talk to a charger (or the simulator) and print its status")
-    p.add_argument("url", help="http://HOST[:PORT] of the charger")
+    p = sub.add_parser(
+        "probe",
+        help="talk to a charger (or the simulator) and print its status",
+        description="probe http://HOST[:PORT] | --cloud v1|v2 --serial S --token-file F | "
+        "--mqtt HOST[:PORT] --serial S",
+    )
+    p.add_argument("url", nargs="?", help="http://HOST[:PORT] of the charger (local HTTP API)")
     p.add_argument("--api", choices=("auto", "v1", "v2"), default="auto")
     p.add_argument("--timeout", type=float, default=5.0)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--cloud", choices=("v1", "v2"), help="ask the go-e cloud instead")
+    p.add_argument("--serial", help="the charger's serial (cloud v2, MQTT)")
+    p.add_argument("--token-file", help="file holding the cloud token (or GOE_TOKEN)")
+    p.add_argument("--base-url", help="cloud base URL (default: the go-e service)")
+    p.add_argument("--mqtt", metavar="HOST[:PORT]", help="listen to the charger's own MQTT")
+    p.add_argument("--prefix", default="go-eCharger", help="go-e MQTT topic prefix")
+    p.add_argument("--username", help="MQTT user (password from GOE_MQTT_PASSWORD)")
 
     p = sub.add_parser("simulate", help="run the built-in go-e simulator")
     p.add_argument("--api", choices=("v1", "v2"), default="v2")
@@ -77,6 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--car-phases", type=int, choices=(1, 2, 3), default=3)
     p.add_argument("--car-energy-wh", type=float, default=20_000.0)
     p.add_argument("--phase-switch-pause", type=float, default=10.0)
+    p.add_argument("--cloud-port", type=int, default=None, help="also serve the go-e cloud API")
+    p.add_argument("--cloud-token", default="sim-token", help="token the cloud front-end wants")
+    p.add_argument(
+        "--cloud-min-interval",
+        type=float,
+        default=0.0,
+        help="cloud v1: status calls closer than this answer 'rate limiting'",
+    )
+    p.add_argument("--mqtt", metavar="HOST[:PORT]", help="publish as go-e MQTT to this broker")
+    p.add_argument("--mqtt-prefix", default="go-eCharger")
+    p.add_argument(
+        "--mqtt-read-only", action="store_true", help="ignore MQTT writes (write access off)"
+    )
     return parser
 
 
@@ -137,56 +162,154 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _host_port(text: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, default_port
+    return host, int(port)
+
+
+def _print_status(title: str, transport_name: str, status: Any, as_json: bool) -> None:
+    fields = status.fields()
+    if as_json:
+        print(json.dumps(fields, indent=2))
+        return
+    print(title)
+    print(f"  API version : {status.api_version.value} ({transport_name})")
+    print(f"  firmware    : {status.firmware or '?'}")
+    print(f"  serial      : {status.serial or '?'}")
+    if status.hardware:
+        print(f"  hardware    : {status.hardware}")
+    print()
+    width = max(len(k) for k in fields)
+    for key, value in fields.items():
+        shown = json.dumps(value) if isinstance(value, bool | list | dict) else value
+        print(f"  {key:<{width}}  {shown}")
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
+    import os
+
     from .goe.model import ChargerError
-    from .goe.transports.http import HttpTransport
+    from .goe.transports.base import Transport
 
-    url = args.url if "://" in args.url else f"http://{args.url}"
-    scheme, _, rest = url.partition("://")
-    if scheme != "http":
-        print(f"error: {url}: only http:// URLs are supported for probe", file=sys.stderr)
-        return EXIT_FAILURE
-    hostport = rest.split("/", 1)[0]
-    host, _, port_text = hostport.rpartition(":") if ":" in hostport else (hostport, "", "80")
-    try:
-        port = int(port_text)
-    except ValueError:
-        print(f"error: {url}: bad port {port_text!r}", file=sys.stderr)
-        return EXIT_FAILURE
+    async def probe_http() -> tuple[str, str, Transport]:
+        from .goe.transports.http import HttpTransport
 
-    async def probe() -> int:
+        url = args.url if "://" in args.url else f"http://{args.url}"
+        scheme, _, rest = url.partition("://")
+        if scheme != "http":
+            raise ValueError(f"{url}: only http:// URLs are supported for probe")
+        host, port = _host_port(rest.split("/", 1)[0], 80)
         transport = HttpTransport(host, port, api=args.api, timeout_s=args.timeout)
+        return f"go-e charger at {url}", "local HTTP", transport
+
+    async def probe_cloud() -> tuple[str, str, Transport]:
+        from .goe.transports.cloud import CloudV1Transport, CloudV2Transport
+
+        token = os.environ.get("GOE_TOKEN", "")
+        if args.token_file:
+            token = Path(args.token_file).read_text("utf-8").strip()  # noqa: ASYNC240 - once, tiny
+        if not token:
+            raise ValueError("--cloud needs --token-file FILE (or GOE_TOKEN)")
+        if args.cloud == "v1":
+            transport: Transport = CloudV1Transport(
+                token, base_url=args.base_url, timeout_s=args.timeout
+            )
+        else:
+            if not args.serial:
+                raise ValueError("--cloud v2 needs --serial")
+            transport = CloudV2Transport(
+                args.serial, token, base_url=args.base_url, timeout_s=args.timeout
+            )
+        return f"go-e charger via the go-e cloud ({args.cloud})", f"cloud {args.cloud}", transport
+
+    async def run() -> int:
+        transport: Transport | None = None
         try:
+            if args.mqtt:
+                return await probe_mqtt(args)
+            if args.cloud:
+                title, name, transport = await probe_cloud()
+            elif args.url:
+                title, name, transport = await probe_http()
+            else:
+                print("error: give http://HOST, --cloud v1|v2 or --mqtt HOST", file=sys.stderr)
+                return EXIT_FAILURE
             status = await transport.read_status()
+        except (ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
         except ChargerError as exc:
-            print(f"error: {url}: {exc}", file=sys.stderr)
+            print(f"error: {args.url or args.cloud or args.mqtt}: {exc}", file=sys.stderr)
             return EXIT_FAILURE
         finally:
-            await transport.close()
-        fields = status.fields()
-        if args.json:
-            print(json.dumps(fields, indent=2))
-            return EXIT_OK
-        print(f"go-e charger at {url}")
-        print(f"  API version : {status.api_version.value} (local HTTP)")
-        print(f"  firmware    : {status.firmware or '?'}")
-        print(f"  serial      : {status.serial or '?'}")
-        if status.hardware:
-            print(f"  hardware    : {status.hardware}")
-        print()
-        width = max(len(k) for k in fields)
-        for key, value in fields.items():
-            shown = json.dumps(value) if isinstance(value, bool | list | dict) else value
-            print(f"  {key:<{width}}  {shown}")
+            if transport is not None:
+                await transport.close()
+        _print_status(title, name, status, args.json)
         return EXIT_OK
 
-    return asyncio.run(probe())
+    return asyncio.run(run())
+
+
+async def probe_mqtt(args: argparse.Namespace) -> int:
+    """Subscribe to the charger's own MQTT output until one status arrives."""
+    import os
+
+    from .config import BrokerConfig, Secret
+    from .goe.transports.mqtt import GoeMqttTransport
+    from .mqtt.link import BrokerLink
+
+    if not args.serial:
+        print("error: --mqtt needs --serial", file=sys.stderr)
+        return EXIT_FAILURE
+    host, port = _host_port(args.mqtt, 1883)
+    password = os.environ.get("GOE_MQTT_PASSWORD")
+    link = BrokerLink(
+        "probe",
+        BrokerConfig(
+            host=host,
+            port=port,
+            username=args.username,
+            password=Secret(password) if password else None,
+        ),
+    )
+    api = args.api
+    transport = GoeMqttTransport(link, args.serial, prefix=args.prefix, api=api)
+    got: asyncio.Queue[Any] = asyncio.Queue()
+    runner = asyncio.create_task(link.run(), name="probe-mqtt")
+    watcher = asyncio.create_task(transport.run(got.put_nowait, lambda reason: None))
+    try:
+        async with asyncio.timeout(max(args.timeout, 12)):
+            status = await got.get()
+    except TimeoutError:
+        print(
+            f"error: no go-e status on {host}:{port} under {args.prefix}/{args.serial}/ "
+            f"(also tried the other slash form); is the charger's MQTT on and the prefix right?",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    finally:
+        for task in (watcher, runner):
+            task.cancel()
+        for task in (watcher, runner):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    _print_status(
+        f"go-e charger {args.serial} on MQTT {host}:{port} ({transport.write_prefix})",
+        "go-e MQTT",
+        status,
+        args.json,
+    )
+    return EXIT_OK
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .goe.model import ApiVersion
     from .simulator.charger import Car, SimCharger
+    from .simulator.cloud import CloudFrontend, CloudState
     from .simulator.http import HttpFrontend
+    from .simulator.mqtt import MqttFrontend
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -194,6 +317,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         frontends = []
+        others: list[Any] = []
         base_serial = int(args.serial) if args.serial.isdigit() else 1
         for i in range(args.count):
             serial = args.serial if i == 0 else f"{base_serial + i:06d}"
@@ -207,6 +331,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             fe = await HttpFrontend(sim, args.host, args.port + i if args.port else 0).start()
             frontends.append(fe)
             print(f"simulated go-e charger {serial} (API {args.api}) on {fe.url}", flush=True)
+            if args.cloud_port is not None:
+                state = CloudState(sim, args.cloud_token, args.cloud_min_interval)
+                cloud = await CloudFrontend(state, args.host, args.cloud_port + i).start()
+                others.append(cloud)
+                print(f"  go-e cloud API {args.api} on {cloud.url}", flush=True)
+            if args.mqtt:
+                mhost, mport = _host_port(args.mqtt, 1883)
+                mqtt = await MqttFrontend(
+                    sim, mhost, mport, prefix=args.mqtt_prefix,
+                    write_access=not args.mqtt_read_only,
+                ).start()  # fmt: skip
+                others.append(mqtt)
+                print(f"  go-e MQTT {args.api} on {mhost}:{mport} as {mqtt.root}", flush=True)
 
         async def plug_later() -> None:
             await asyncio.sleep(args.plug_after)
@@ -221,6 +358,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             for task in asyncio.all_tasks():
                 if task.get_name() == "sim-plug":
                     task.cancel()
+        for other in others:
+            await other.close()
         for fe in frontends:
             await fe.close()
 

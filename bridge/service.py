@@ -15,14 +15,16 @@ from typing import Any
 import aiohttp
 
 from . import __version__, logs
-from .config import ChargerConfig, Config, HttpConnection
+from .config import ChargerConfig, CloudConnection, Config, HttpConnection, MqttConnection
 from .control.base import Controller
 from .control.mqtt_controller import MqttController, refuse
 from .control.reconciler import Reconciler
 from .goe.model import ChargerStatus, WireValue
 from .goe.poller import Poller
 from .goe.transports.base import Transport
+from .goe.transports.cloud import CLOUD_V1_MIN_INTERVAL_S, CloudV1Transport, CloudV2Transport
 from .goe.transports.http import HttpTransport
+from .goe.transports.mqtt import GoeMqttTransport
 from .mqtt.link import BrokerLink
 from .publish import discovery
 from .publish.fields import (
@@ -49,14 +51,37 @@ class GracefulExit(Exception):
 
 
 def make_transport(
-    cfg: ChargerConfig, session: aiohttp.ClientSession, links: Mapping[str, BrokerLink]
+    cfg: ChargerConfig,
+    config: Config,
+    session: aiohttp.ClientSession,
+    links: Mapping[str, BrokerLink],
 ) -> Transport:
     conn = cfg.connection
     if isinstance(conn, HttpConnection):
         return HttpTransport(
             conn.host, conn.port, api=conn.api, timeout_s=conn.timeout_s, session=session
         )
-    raise NotImplementedError(f"connection type {conn.type!r} is not available in this version")
+    if isinstance(conn, CloudConnection):
+        token = conn.token.reveal()
+        if conn.api == "v1":
+            return CloudV1Transport(
+                token, base_url=conn.base_url, timeout_s=conn.timeout_s, session=session
+            )
+        return CloudV2Transport(
+            conn.serial, token, base_url=conn.base_url, timeout_s=conn.timeout_s, session=session
+        )
+    assert isinstance(conn, MqttConnection)
+    link = links[config.broker_for(conn.broker) or ""]
+    return GoeMqttTransport(
+        link, conn.serial, prefix=conn.prefix, api=conn.api, timeout_s=conn.timeout_s
+    )
+
+
+def poll_interval(cfg: ChargerConfig) -> float:
+    conn = cfg.connection
+    if isinstance(conn, CloudConnection) and conn.poll_interval_s is None:
+        return CLOUD_V1_MIN_INTERVAL_S if conn.api == "v1" else 5.0
+    return getattr(conn, "poll_interval_s", None) or 5.0
 
 
 class ChargerRuntime:
@@ -83,7 +108,16 @@ class ChargerRuntime:
         self.control_state: dict[str, Any] = {"source": cfg.control.source}
         self.commands: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
         self.on_identity: Callable[[], None] = lambda: None
-        interval = getattr(cfg.connection, "poll_interval_s", None) or 5.0
+        interval = poll_interval(cfg)
+        conn = cfg.connection
+        if isinstance(conn, CloudConnection) and conn.api == "v1" and interval < 107:
+            log.warning(
+                "cloud.fair_use",
+                charger=self.id,
+                poll_interval_s=interval,
+                message="the go-e v1 cloud allows about 25,000 status calls a month "
+                "(one every 107 s); faster polling will be answered with 'rate limiting'",
+            )
         self.poller = Poller(
             transport,
             interval,
@@ -98,7 +132,7 @@ class ChargerRuntime:
             enable_mode=cfg.control.enable_mode,
             min_command_interval_s=cfg.control.min_command_interval_s,
             phase_switch_min_interval_s=cfg.control.phase_switch_min_interval_s,
-            request_read=self.poller.poke,
+            request_read=(lambda: None) if transport.push else self.poller.poke,
             on_state=self.on_control_state,
             on_write=self.on_write,
         )
@@ -172,8 +206,12 @@ class ChargerRuntime:
         self.on_control_state({"source": self.cfg.control.source, "failsafe_active": False})
 
     def tasks(self) -> list[tuple[str, Any]]:
+        if isinstance(self.transport, GoeMqttTransport):
+            source: Any = self.transport.run(self.on_status, self.on_unavailable)
+        else:
+            source = self.poller.run()
         out: list[tuple[str, Any]] = [
-            (f"poll-{self.id}", self.poller.run()),
+            (f"poll-{self.id}", source),
             (f"reconcile-{self.id}", self.reconciler.run()),
         ]
         if self.controller is not None:
@@ -271,10 +309,6 @@ class Bridge:
             f"{c.key}: control.source {c.control.source}"
             for c in cfg.chargers
             if c.control.source not in SUPPORTED_SOURCES
-        ] + [
-            f"{c.key}: connection.type {c.connection.type}"
-            for c in cfg.chargers
-            if not isinstance(c.connection, HttpConnection)
         ]
         if unsupported:
             for item in unsupported:
@@ -300,7 +334,7 @@ class Bridge:
         async with aiohttp.ClientSession(connector=connector) as session:
             publish_name = cfg.publish_broker
             for charger in cfg.chargers:
-                transport = make_transport(charger, session, self.links)
+                transport = make_transport(charger, cfg, session, self.links)
                 control_link = self.links[cfg.broker_for(charger.control.broker) or ""]
                 runtime = ChargerRuntime(
                     charger, cfg, transport, self.links[publish_name or ""], control_link

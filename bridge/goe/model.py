@@ -194,6 +194,8 @@ class ChargerStatus:
     rfid_card: str | None = None
     wifi_rssi_dbm: int | None = None
     frequency_hz: float | None = None
+    # how old the data was when read (go-e cloud only: v1 `age`, v2 `last-modified`)
+    data_age_s: float | None = None
     # every key the charger sent, secrets removed; never used for control decisions
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 

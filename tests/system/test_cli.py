@@ -144,3 +144,74 @@ def test_probe_unreachable_exits_1() -> None:
     result = run("probe", f"http://127.0.0.1:{free_port()}", "--timeout", "1")
     assert result.returncode == 1
     assert result.stderr.startswith("error: http://127.0.0.1:")
+
+
+def _simulator_with_cloud(api: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [*goe_bridge(), "simulate", "--api", api, "--port", str(free_port()), "--serial", "072246",
+         "--cloud-port", str(free_port())],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    for _ in range(3):
+        line = proc.stdout.readline()
+        if "go-e cloud API" in line:
+            return proc, line.rsplit(" on ", 1)[1].strip()
+    proc.kill()
+    pytest.fail("the simulator did not print its cloud URL")
+
+
+def test_probe_cloud_v2_and_v1(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("sim-token\n")
+    v2, v2_url = _simulator_with_cloud("v2")
+    v1, v1_url = _simulator_with_cloud("v1")
+    try:
+        result = run(
+            "probe",
+            "--cloud",
+            "v2",
+            "--serial",
+            "072246",
+            "--token-file",
+            str(token),
+            "--base-url",
+            v2_url,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "API version : v2 (cloud v2)" in result.stdout
+        assert "serial      : 072246" in result.stdout
+        result = run("probe", "--cloud", "v1", "--token-file", str(token), "--base-url", v1_url)
+        assert result.returncode == 0, result.stderr
+        assert "API version : v1 (cloud v1)" in result.stdout
+        bad = tmp_path / "bad"
+        bad.write_text("not-the-token")
+        result = run("probe", "--cloud", "v1", "--token-file", str(bad), "--base-url", v1_url)
+        assert result.returncode == 1
+        assert "wrong token" in result.stderr
+        assert "not-the-token" not in result.stderr
+    finally:
+        for proc in (v1, v2):
+            proc.terminate()
+            proc.wait(10)
+
+
+def test_probe_mqtt_finds_the_simulated_charger(mosquitto: object) -> None:
+    broker = f"{mosquitto.host}:{mosquitto.port}"  # type: ignore[attr-defined]
+    proc = subprocess.Popen(
+        [*goe_bridge(), "simulate", "--port", str(free_port()), "--serial", "654321", "--mqtt", broker,
+         "--mqtt-prefix", "/go-eCharger"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        result = run("probe", "--mqtt", broker, "--serial", "654321")
+        assert result.returncode == 0, result.stderr
+        assert "go-e charger 654321 on MQTT" in result.stdout
+        assert "(/go-eCharger)" in result.stdout
+        assert "API version : v2 (go-e MQTT)" in result.stdout
+        result = run("probe", "--mqtt", broker, "--serial", "999999", "--timeout", "1")
+        assert result.returncode == 1
+        assert "no go-e status" in result.stderr
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -1,0 +1,243 @@
+"""The charger's own MQTT output (goe-api.md §2.3, §2.4). Push, not poll.
+
+- API v1 (HW V1/V2, firmware ≥ 030): the full status JSON on `<prefix>/<serial>/status` about
+  every 5 s; commands as `key=value` text on `<prefix>/<serial>/cmd/req`; verified by the next
+  status.
+- API v2 (V3+): one retained topic per key (`<prefix>/<serial>/<key>`, JSON), assembled into a
+  status as keys arrive; writes on `<key>/set`, answered on `<key>/result` with `success` or
+  the charger's error text (firmware ≥ 051.5). No answer in time = failed write, usually
+  because the charger's MQTT write access is off (`mcr`).
+- The prefix is configurable and both forms are accepted: firmware from 053.1 to 60.5 publishes
+  with a leading slash (`/go-eCharger/…`, syssi captures), the documented default has none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from ... import logs
+from ...aio import wait_event
+from ...mqtt.link import BrokerLink
+from .. import codec_v1, codec_v2
+from ..model import (
+    ApiVersion,
+    ChargerStatus,
+    ChargerUnavailable,
+    CodecError,
+    WireValue,
+    WriteRejected,
+)
+from .base import Transport, decode
+
+log = logs.get("goe_bridge.goe_mqtt")
+
+RESULT_TIMEOUT_S = 5.0  # goe-api.md §5: wait ≈ 5 s for <key>/result
+V1_VERIFY_TIMEOUT_S = 12.0  # v1 publishes its status every 5 s
+
+WRITE_ACCESS_HINT = (
+    "no answer on {topic} within {seconds:g} s: the charger's MQTT write access is probably "
+    "off (go-e app: MQTT 'read only', key mcr=true) or its firmware is older than 051.5"
+)
+
+
+class GoeMqttTransport(Transport):
+    kind = "mqtt"
+    push = True
+
+    def __init__(
+        self,
+        link: BrokerLink,
+        serial: str,
+        *,
+        prefix: str = "go-eCharger",
+        api: Literal["auto", "v1", "v2"] = "auto",
+        timeout_s: float = 30.0,
+        result_timeout_s: float = RESULT_TIMEOUT_S,
+        v1_verify_timeout_s: float = V1_VERIFY_TIMEOUT_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.link = link
+        self.serial = serial
+        base = prefix.strip("/")
+        # The configured form first: it is where writes go until traffic shows the other.
+        first = prefix if prefix.startswith("/") else base
+        self.prefixes = [first, "/" + base if first == base else base]
+        self.write_prefix = first
+        self.api = None if api == "auto" else ApiVersion(api)
+        self.timeout_s = timeout_s
+        self.result_timeout_s = result_timeout_s
+        self.v1_verify_timeout_s = v1_verify_timeout_s
+        self.clock = clock
+        self._keys: dict[str, Any] = {}
+        self._status: ChargerStatus | None = None
+        self._last_message: float | None = None
+        self._emit_scheduled = False
+        self._results: dict[str, asyncio.Future[str]] = {}
+        self._status_event = asyncio.Event()
+        self._on_status: Callable[[ChargerStatus], None] = lambda status: None
+        self._on_unavailable: Callable[[str], None] = lambda reason: None
+        self._offline_reported = False
+        self.messages = 0
+        self.decode_errors = 0
+        for p in self.prefixes:
+            link.subscribe(f"{p}/{serial}/+", self._handle)
+            link.subscribe(f"{p}/{serial}/+/result", self._handle_result)
+
+    # ------------------------------------------------------------------ inbound
+
+    def _handle(self, topic: str, payload: bytes, retain: bool) -> None:
+        key = topic.rsplit("/", 1)[1]
+        if key in ("set", "result", "req"):
+            return
+        self._seen(topic)
+        if key == "status" and self.api is not ApiVersion.V2:
+            self._handle_v1(payload)
+            return
+        if self.api is ApiVersion.V1:
+            return
+        try:
+            value = codec_v2.parse_value(key, payload)
+        except CodecError as exc:
+            self.decode_errors += 1
+            log.warning("goe_mqtt.bad_value", serial=self.serial, error=str(exc))
+            return
+        if self.api is None:
+            self.api = ApiVersion.V2
+        self._keys[key] = value
+        self._schedule_emit()
+
+    def _handle_v1(self, payload: bytes) -> None:
+        try:
+            status = json.loads(payload.decode("utf-8", "replace"))
+        except ValueError:
+            self.decode_errors += 1
+            log.warning("goe_mqtt.bad_status", serial=self.serial, error="status is not JSON")
+            return
+        if not isinstance(status, dict):
+            self.decode_errors += 1
+            return
+        self.api = ApiVersion.V1
+        self._keys = status
+        self._schedule_emit()
+
+    def _seen(self, topic: str) -> None:
+        self.messages += 1
+        self._last_message = self.clock()
+        # Write where the charger actually publishes (with or without the leading slash).
+        for prefix in self.prefixes:
+            if topic.startswith(f"{prefix}/{self.serial}/"):
+                self.write_prefix = prefix
+                break
+        if self._offline_reported:
+            self._offline_reported = False
+
+    def _schedule_emit(self) -> None:
+        # Coalesce the keys that arrive in one burst into one status, without adding delay.
+        if not self._emit_scheduled:
+            self._emit_scheduled = True
+            asyncio.get_running_loop().call_soon(self._emit)
+
+    def _emit(self) -> None:
+        self._emit_scheduled = False
+        if self.api is None or "car" not in self._keys:
+            return  # not enough yet for a status
+        try:
+            status = decode(self.api, self._keys)
+        except CodecError as exc:
+            self.decode_errors += 1
+            log.warning("goe_mqtt.decode_failed", serial=self.serial, error=str(exc))
+            return
+        if status.serial is None:
+            status = dataclasses.replace(status, serial=self.serial)
+        self.firmware = status.firmware
+        self._status = status
+        self._status_event.set()
+        self._on_status(status)
+
+    def _handle_result(self, topic: str, payload: bytes, retain: bool) -> None:
+        key = topic.rsplit("/", 2)[1]
+        future = self._results.get(key)
+        if future is not None and not future.done():
+            future.set_result(payload.decode("utf-8", "replace").strip())
+
+    # ------------------------------------------------------------------ Transport
+
+    async def read_status(self) -> ChargerStatus:
+        if self._status is None:
+            raise ChargerUnavailable(
+                f"no status from the charger on {self.prefixes[0]}/{self.serial}/# yet"
+            )
+        return self._status
+
+    async def run(
+        self,
+        on_status: Callable[[ChargerStatus], None],
+        on_unavailable: Callable[[str], None],
+    ) -> None:
+        """Deliver statuses as they arrive; report silence longer than `timeout_s`."""
+        self._on_status = on_status
+        self._on_unavailable = on_unavailable
+        started = self.clock()
+        on_unavailable("waiting for the charger's first MQTT status")
+        while True:
+            await asyncio.sleep(min(1.0, self.timeout_s / 4))
+            last = self._last_message if self._last_message is not None else started
+            quiet = self.clock() - last
+            if quiet > self.timeout_s and not self._offline_reported:
+                self._offline_reported = True
+                self._status = None
+                on_unavailable(f"no MQTT message from the charger for {quiet:.0f} s")
+
+    async def write(self, changes: Mapping[str, WireValue]) -> None:
+        if self.api is ApiVersion.V1:
+            for key, value in changes.items():
+                await self._write_v1(key, value)
+            return
+        for key, value in changes.items():
+            await self._write_v2(key, value)
+
+    async def _write_v2(self, key: str, value: WireValue) -> None:
+        text = codec_v2.encode_set({key: value})[key]
+        topic = f"{self.write_prefix}/{self.serial}/{key}/set"
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._results[key] = future
+        try:
+            self.link.publish(topic, text, qos=1)
+            try:
+                async with asyncio.timeout(self.result_timeout_s):
+                    answer = await future
+            except TimeoutError:
+                raise WriteRejected(
+                    key,
+                    WRITE_ACCESS_HINT.format(
+                        topic=f"{self.write_prefix}/{self.serial}/{key}/result",
+                        seconds=self.result_timeout_s,
+                    ),
+                ) from None
+        finally:
+            if self._results.get(key) is future:
+                del self._results[key]
+        if answer != "success":
+            raise WriteRejected(key, answer)
+
+    async def _write_v1(self, key: str, value: WireValue) -> None:
+        command = codec_v1.encode_command(key, value)
+        self.link.publish(f"{self.write_prefix}/{self.serial}/cmd/req", command, qos=1)
+        deadline = self.clock() + self.v1_verify_timeout_s
+        while self.clock() < deadline:
+            self._status_event.clear()
+            await wait_event(self._status_event, deadline - self.clock())
+            if codec_v1.verify(key, value, self._keys):
+                return
+        shown = "amp" if key == "amx" else key
+        raise WriteRejected(
+            key, f"not applied: status shows {shown}={self._keys.get(shown)!r} after {command}"
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "mqtt", "api": self.api.value if self.api else None}

@@ -19,13 +19,17 @@ from .config import ChargerConfig, CloudConnection, Config, HttpConnection, Mqtt
 from .control.base import Controller
 from .control.mqtt_controller import MqttController, refuse
 from .control.reconciler import Reconciler
-from .goe.model import ChargerStatus, WireValue
+from .goe.model import ChargerError, ChargerStatus, WireValue
 from .goe.poller import Poller
 from .goe.transports.base import Transport
 from .goe.transports.cloud import CLOUD_V1_MIN_INTERVAL_S, CloudV1Transport, CloudV2Transport
 from .goe.transports.http import HttpTransport
 from .goe.transports.mqtt import GoeMqttTransport
 from .mqtt.link import BrokerLink
+from .openwb.common import OpenWBController
+from .openwb.legacy19 import OpenWB19
+from .openwb.mqtt_chargepoint import OpenWBMqttChargepoint
+from .openwb.secondary import OpenWBSecondary
 from .publish import discovery
 from .publish.fields import (
     FieldPublisher,
@@ -42,8 +46,11 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
 
-# Sources this version can run; the rest are refused at start-up with a clear message.
-SUPPORTED_SOURCES = ("none", "mqtt")
+OPENWB_ADAPTERS: dict[str, type[OpenWBController]] = {
+    "openwb-secondary": OpenWBSecondary,
+    "openwb-mqtt": OpenWBMqttChargepoint,
+    "openwb-1.9": OpenWB19,
+}
 
 
 class GracefulExit(Exception):
@@ -108,6 +115,7 @@ class ChargerRuntime:
         self.control_state: dict[str, Any] = {"source": cfg.control.source}
         self.commands: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
         self.on_identity: Callable[[], None] = lambda: None
+        self._actions: set[asyncio.Task[None]] = set()
         interval = poll_interval(cfg)
         conn = cfg.connection
         if isinstance(conn, CloudConnection) and conn.api == "v1" and interval < 107:
@@ -140,6 +148,17 @@ class ChargerRuntime:
 
     def _make_controller(self) -> Controller | None:
         source = self.cfg.control.source
+        adapter = OPENWB_ADAPTERS.get(source)
+        if adapter is not None:
+            controller: Controller = adapter(
+                self.cfg,
+                on_target=self.reconciler.set_target,
+                on_state=self.on_control_state,
+                link=self.control_link,
+                on_action=self.on_action,
+            )
+            self._refuse_generic(source)
+            return controller
         if source == "mqtt":
             controller = MqttController(
                 self.cfg,
@@ -151,6 +170,10 @@ class ChargerRuntime:
             for pattern in (self.topics.set(), self.topics.set("+")):
                 self.control_link.subscribe(pattern, controller.handle)
             return controller
+        self._refuse_generic(source)
+        return None
+
+    def _refuse_generic(self, source: str) -> None:
         reason = (
             f"charger {self.id!r} is read-only (control.source: none)"
             if source == "none"
@@ -160,7 +183,21 @@ class ChargerRuntime:
         handler = refuse(self.topics, self.link.publish, reason)
         for pattern in (self.topics.set(), self.topics.set("+")):
             self.link.subscribe(pattern, handler)
-        return None
+
+    def on_action(self, changes: Mapping[str, WireValue]) -> None:
+        """A one-off write outside the Target (openWB's CP interruption → go-e `su`)."""
+        task = asyncio.get_running_loop().create_task(
+            self._action(dict(changes)), name=f"action-{self.id}"
+        )
+        self._actions.add(task)
+        task.add_done_callback(self._actions.discard)
+
+    async def _action(self, changes: dict[str, WireValue]) -> None:
+        try:
+            await self.transport.write(changes)
+            log.info("charger.action", charger=self.id, **changes)
+        except ChargerError as exc:
+            log.warning("charger.action_failed", charger=self.id, error=str(exc), **changes)
 
     # ------------------------------------------------------------------ events
 
@@ -305,15 +342,6 @@ class Bridge:
 
     async def run(self) -> int:
         cfg = self.config
-        unsupported = [
-            f"{c.key}: control.source {c.control.source}"
-            for c in cfg.chargers
-            if c.control.source not in SUPPORTED_SOURCES
-        ]
-        if unsupported:
-            for item in unsupported:
-                log.error("config.unsupported", item=item, version=__version__)
-            return EXIT_CONFIG
         log.info(
             "bridge.start",
             version=__version__,

@@ -27,8 +27,8 @@ from .model import (
 PSM_TO_PHASES: Mapping[int, int] = {1: 1, 2: 3}
 PHASES_TO_PSM: Mapping[int, int] = {1: 1, 3: 2}
 
-# Keys the bridge writes on API v2.
-WRITABLE = frozenset({"amp", "frc", "psm", "trx"})
+# Keys the bridge writes on API v2 (`su`: simulate unplugging, for openWB's CP interruption).
+WRITABLE = frozenset({"amp", "frc", "psm", "trx", "su"})
 
 # Minimal filter for a periodic poll: everything ChargerStatus needs that changes at run
 # time. Identity keys (fwv, sse, typ, var) come from the full status read at start-up;

@@ -86,6 +86,7 @@ class SimCharger:
     writes: list[WriteRecord] = field(default_factory=list)
     eeprom_writes: int = 0
     requests: int = 0
+    unplug_simulations: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
     faults: collections.deque[Fault] = field(default_factory=collections.deque)
@@ -332,6 +333,13 @@ class SimCharger:
                 self._phase_switch_until = self.clock() + self.phase_switch_pause_s
             return True
         if key == "trx":
+            return True
+        if key == "su":
+            if value is not True:
+                return f"su: failed: expected true ({value})"
+            # simulated unplug: no current for sumd (10 s), like a phase switch pause
+            self._phase_switch_until = self.clock() + self.phase_switch_pause_s
+            self.unplug_simulations += 1
             return True
         return f"{key}: unknown api key"
 

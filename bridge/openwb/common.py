@@ -1,0 +1,129 @@
+"""What the three openWB adapters share."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .. import logs
+from ..control.base import Controller
+from ..goe.model import ChargerStatus, WireValue
+from ..mqtt.link import BrokerLink
+
+log = logs.get("goe_bridge.openwb")
+
+# openwb-protocol.md §1: the project must quote this wherever an openWB mode is enabled.
+USAGE_TERMS_NOTICE = (
+    "openWB's usage terms (shipped with openWB 2.x, 'Datenschutzerklärung & "
+    "Nutzungsbedingungen') restrict virtual/MQTT chargepoints to the openWB simulator and "
+    "forbid emulating openWB hardware: 'Es ist untersagt, echte bzw. physische Ladepunkte über "
+    "Adapter oder Emulatoren als MQTT Ladepunkt in openWB zu betreiben. Ebenso ist das "
+    "Emulieren von openWB Hardware - auch zu Testzwecken - untersagt.' Check the terms for "
+    "your setup."
+)
+
+
+class Invalid(ValueError):
+    pass
+
+
+def decode_payload(payload: bytes) -> Any:
+    """openWB's `decode_payload`: JSON, falling back to the raw UTF-8 text."""
+    text = payload.decode("utf-8")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def as_float(value: Any, low: float | None = None, high: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Invalid(f"expected a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise Invalid(f"expected a finite number, got {value!r}")
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise Invalid(f"{value!r} is out of range")
+    return number
+
+
+def as_int(value: Any, low: int, high: int | None = None) -> int:
+    # openWB's validator rejects 3.0 where it wants an int (openwb-protocol.md §3).
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(f"expected an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        raise Invalid(f"{value!r} is out of range {low}..{high if high is not None else ''}")
+    return value
+
+
+class RetainedValues:
+    """Publishes a set of retained topics: on change, and all of them every `refresh_s`."""
+
+    def __init__(self, publish: Callable[..., None], refresh_s: float = 60.0) -> None:
+        self.publish = publish
+        self.refresh_s = refresh_s
+        self._sent: dict[str, str] = {}
+        self._last_full = -1e9
+
+    def update(self, values: Mapping[str, str], now: float | None = None) -> int:
+        now = time.monotonic() if now is None else now
+        full = now - self._last_full >= self.refresh_s
+        if full:
+            self._last_full = now
+        sent = 0
+        for topic, payload in values.items():
+            if full or self._sent.get(topic) != payload:
+                self._sent[topic] = payload
+                self.publish(topic, payload, retain=True)
+                sent += 1
+        return sent
+
+
+class OpenWBController(Controller):
+    """An openWB adapter: a controller that also publishes the chargepoint's values."""
+
+    def __init__(
+        self,
+        *args: Any,
+        link: BrokerLink,
+        on_action: Callable[[Mapping[str, WireValue]], None] = lambda changes: None,
+        wall_clock: Callable[[], float] = time.time,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.link = link
+        self.on_action = on_action
+        self.wall_clock = wall_clock
+        self.unreachable: str | None = "no status yet"
+        self.rejected = 0
+        log.warning(
+            "openwb.usage_terms",
+            charger=self.charger.key,
+            source=self.source,
+            notice=USAGE_TERMS_NOTICE,
+        )
+
+    def on_status(self, status: ChargerStatus) -> None:
+        super().on_status(status)
+        self.unreachable = None
+        self.publish_values()
+
+    def on_unavailable(self, reason: str) -> None:
+        self.unreachable = reason
+        self.publish_values()
+
+    def publish_values(self) -> None:
+        """Send the chargepoint's values to openWB (each adapter its own way)."""
+
+    def reject(self, topic: str, payload: bytes, reason: str) -> None:
+        self.rejected += 1
+        log.warning(
+            "openwb.rejected",
+            charger=self.charger.key,
+            topic=topic,
+            payload=payload[:80].decode("utf-8", "replace"),
+            reason=reason,
+        )

@@ -1,0 +1,100 @@
+"""The go-e as an openWB 2.x chargepoint of type "MQTT" (openwb-protocol.md §5).
+
+openWB publishes `openWB/mqtt/chargepoint/<id>/set/current` (JSON float A, every control cycle)
+and `…/set/phases_to_use`; the bridge publishes the complete required value set to
+`openWB/set/mqtt/chargepoint/<id>/get/*` every cycle (openWB's setdata validates, republishes
+and clears them, so they must come again each cycle; `imported` and `exported` included,
+openWB's code requires them). With `legacy_topics: true`, the pre-2.1.8 topics are used:
+`openWB/chargepoint/<id>/set/*` in, `openWB/set/chargepoint/<id>/get/*` out.
+
+openWB sends no heartbeat: `set/current` arriving every cycle is the liveness signal, and
+`failsafe.timeout_s` without it applies the failsafe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..goe.model import ApiVersion, Target
+from . import mapping
+from .common import Invalid, OpenWBController, as_float, as_int, decode_payload
+
+
+class OpenWBMqttChargepoint(OpenWBController):
+    source = "openwb-mqtt"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cp = self.charger.control.chargepoint_id
+        if self.charger.control.legacy_topics:
+            self.in_prefix = f"openWB/chargepoint/{cp}/set"
+            self.out_prefix = f"openWB/set/chargepoint/{cp}/get"
+            self.rfid_topic = f"openWB/chargepoint/{cp}/get/rfid"
+        else:
+            self.in_prefix = f"openWB/mqtt/chargepoint/{cp}/set"
+            self.out_prefix = f"openWB/set/mqtt/chargepoint/{cp}/get"
+            self.rfid_topic = f"openWB/mqtt/chargepoint/{cp}/get/rfid"
+        self.map_state = mapping.MappingState()
+        self.current: float | None = None
+        self.phases: int | None = None
+        self.pending_rfid: str | None = None
+        self.link.subscribe(f"{self.in_prefix}/current", self._on_current)
+        self.link.subscribe(f"{self.in_prefix}/phases_to_use", self._on_phases)
+        self.link.subscribe(self.rfid_topic, self._on_rfid)
+
+    def _on_current(self, topic: str, payload: bytes, retain: bool) -> None:
+        if not payload:
+            return
+        try:
+            # positive = charge, 0 = stop; negative (discharge) is not possible on a go-e
+            current = as_float(decode_payload(payload), -1000, 1000)
+        except (Invalid, UnicodeDecodeError) as exc:
+            self.reject(topic, payload, str(exc))
+            return
+        self.current = current
+        self._update()
+
+    def _on_phases(self, topic: str, payload: bytes, retain: bool) -> None:
+        if not payload:
+            return
+        try:
+            phases = as_int(decode_payload(payload), 0, 3)
+        except (Invalid, UnicodeDecodeError) as exc:
+            self.reject(topic, payload, str(exc))
+            return
+        if phases not in (1, 3):
+            return  # 0 / 2: nothing to switch to
+        if self.status is not None and self.status.api_version is ApiVersion.V1:
+            self.reject(topic, payload, "phase switching is not supported by API v1 chargers")
+            return
+        self.phases = phases
+        self.map_state.hold_plug_until = self.clock() + 30.0
+        if self.current is not None:
+            self._update()
+
+    def _on_rfid(self, topic: str, payload: bytes, retain: bool) -> None:
+        # openWB clears a scanned tag by publishing "" here (§5.2)
+        if payload in (b"", b'""'):
+            self.pending_rfid = None
+
+    def _update(self) -> None:
+        assert self.current is not None
+        if self.current >= 6:
+            target = Target(allow=True, current_a=self.current, phases=self.phases)
+        else:
+            target = Target(allow=False, phases=self.phases)
+        self.heard(target)
+
+    def publish_values(self) -> None:
+        values = mapping.chargepoint_values(
+            self.status, self.map_state, unreachable=self.unreachable, now=self.clock()
+        )
+        # fault_state/fault_str are not read for MQTT chargepoints (§5.1)
+        values.pop("fault_state", None)
+        values.pop("fault_str", None)
+        card = mapping.new_rfid(self.status, self.map_state)
+        if card is not None:
+            values["rfid"] = card  # once per scan
+        for key, value in values.items():
+            self.link.publish(f"{self.out_prefix}/{key}", mapping.encode(value), retain=True,
+                              remember=False)  # fmt: skip

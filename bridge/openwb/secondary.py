@@ -1,0 +1,219 @@
+"""The go-e as an openWB 2.x secondary (openwb-protocol.md §4), towards a primary whose
+chargepoint type is "external openWB" pointing at the broker the bridge uses.
+
+- Consumes `openWB/set/internal_chargepoint/global_data` (heartbeat), `…/<d>/data/set_current`,
+  `phases_to_use` + `trigger_phase_switch`, `cp_interruption_duration`, `parent_cp`,
+  `…/last_tag`, and the legacy `openWB/set/isss/*` topics the primary sends in parallel.
+- Like openWB's own `setdata`: a valid value is republished without `set/` (retained) and the
+  set topic is cleared with a retained empty payload; an invalid one is only cleared and logged.
+  A restarted bridge resumes from those retained values and never replays a stale command.
+- Publishes `openWB/internal_chargepoint/<d>/get/*` retained, so a primary that connects and
+  reads for one second finds the complete set.
+- openWB's own rule: `heartbeat + 80 s < now` (and no heartbeat yet) → stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..goe.model import ApiVersion, Target
+from . import mapping
+from .common import Invalid, OpenWBController, RetainedValues, as_float, as_int, decode_payload
+
+HEARTBEAT_TIMEOUT_S = 80.0  # internal_chargepoint_handler.py _check_heartbeat_expired
+# Retained state arrives right after subscribing; decide nothing before it had time to
+# (openWB reads retained values for one second the same way).
+RESUME_WINDOW_S = 1.5
+PHASE_SWITCH_HOLD_S = 30.0  # plug state held while the charger switches (≈ 10-30 s)
+UNSUPPORTED_WARNING_S = 300.0
+
+
+class OpenWBSecondary(OpenWBController):
+    source = "openwb-secondary"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.duo = self.charger.control.duo_num
+        self.timeout_s = HEARTBEAT_TIMEOUT_S  # openWB's rule, not configurable
+        self.heartbeat: float | None = None
+        self.parent_ip: str | None = None
+        self.set_current = 0.0
+        self.phases_to_use = 0
+        self.parent_cp: str | None = None
+        self.pending_phases: int | None = None
+        self.warning: tuple[str, float] | None = None
+        self.resumed = False
+        self.map_state = mapping.MappingState()
+        self.values = RetainedValues(self.link.publish)
+        self.get_prefix = f"openWB/internal_chargepoint/{self.duo}/get"
+        self.data_prefix = f"openWB/internal_chargepoint/{self.duo}/data"
+        sub = self.link.subscribe
+        sub("openWB/set/internal_chargepoint/global_data", self._on_set)
+        sub(f"openWB/set/internal_chargepoint/{self.duo}/data/+", self._on_set)
+        sub("openWB/set/internal_chargepoint/last_tag", self._on_set)
+        sub("openWB/set/isss/#", self._on_isss)
+        # our own retained state, to resume after a restart
+        sub("openWB/internal_chargepoint/global_data", self._on_resume)
+        sub(f"{self.data_prefix}/+", self._on_resume)
+
+    # ------------------------------------------------------------------ inbound
+
+    def _on_set(self, topic: str, payload: bytes, retain: bool) -> None:
+        if not payload:
+            return  # a cleared set topic
+        # setdata: valid or not, the set topic is cleared
+        self.link.publish(topic, b"", retain=True, remember=False)
+        key = topic.rsplit("/", 1)[1]
+        try:
+            value = self._validate(key, decode_payload(payload))
+        except (Invalid, UnicodeDecodeError) as exc:
+            self.reject(topic, payload, str(exc))
+            return
+        self.link.publish(topic.replace("openWB/set/", "openWB/", 1), mapping.encode(value),
+                          retain=True)  # fmt: skip
+        self._apply(key, value, fresh=True)
+
+    def _on_resume(self, topic: str, payload: bytes, retain: bool) -> None:
+        if not payload:
+            return
+        key = topic.rsplit("/", 1)[1]
+        try:
+            value = self._validate(key, decode_payload(payload))
+        except (Invalid, UnicodeDecodeError):
+            return
+        if key == "trigger_phase_switch":
+            return  # a phase switch is a one-off request, never resumed
+        self._apply(key, value, fresh=False)
+
+    def _on_isss(self, topic: str, payload: bytes, retain: bool) -> None:
+        # 1.9-style topics a 2.x primary sends in parallel (§4.6): a 2.x secondary ignores
+        # them; cleared so they do not pile up as retained messages.
+        if payload:
+            self.link.publish(topic, b"", retain=True, remember=False)
+
+    def _validate(self, key: str, value: Any) -> Any:
+        """The ranges of openWB's setdata.process_internal_chargepoint_topic."""
+        if key == "global_data":
+            if not isinstance(value, dict):
+                raise Invalid("expected a JSON object")
+            heartbeat = as_float(value.get("heartbeat"), 0)
+            parent = value.get("parent_ip")
+            if parent is not None and not isinstance(parent, str):
+                raise Invalid("parent_ip: expected a string")
+            return {"heartbeat": heartbeat, "parent_ip": parent}
+        if key == "set_current":
+            current = as_float(value, 0, 32)
+            if 0 < current < 6:
+                raise Invalid(f"{value!r} is neither 0 nor within 6..32")
+            return current
+        if key == "phases_to_use":
+            return as_int(value, 1, 3)
+        if key == "trigger_phase_switch":
+            if value in (0, 1) and not isinstance(value, float):
+                return bool(value)
+            raise Invalid(f"expected a bool, got {value!r}")
+        if key == "cp_interruption_duration":
+            return as_int(value, 0)
+        if key in ("parent_cp", "last_tag"):
+            if value is not None and not isinstance(value, str):
+                raise Invalid(f"expected a string or null, got {value!r}")
+            return value
+        raise Invalid(f"unknown topic {key!r}")
+
+    def _apply(self, key: str, value: Any, *, fresh: bool) -> None:
+        if key == "global_data":
+            self.heartbeat = value["heartbeat"]
+            self.parent_ip = value["parent_ip"]
+            if fresh:
+                self.last_heard = self.clock()
+        elif key == "set_current":
+            self.set_current = value
+        elif key == "phases_to_use":
+            self.phases_to_use = value
+        elif key == "trigger_phase_switch":
+            if value:
+                self._phase_switch()
+        elif key == "cp_interruption_duration":
+            if value and fresh:
+                self._interrupt(value)
+        elif key == "parent_cp":
+            self.parent_cp = value
+        elif key == "last_tag" and value is None:
+            self.map_state.last_rfid = None
+        self.update()
+
+    def _phase_switch(self) -> None:
+        # the handler resets the trigger right after starting the switch (§4.5)
+        self.link.publish(f"{self.data_prefix}/trigger_phase_switch", "false", retain=True)
+        if self.status is not None and self.status.api_version is ApiVersion.V1:
+            self.warning = (
+                "Phasenumschaltung wird von diesem go-e (API v1) nicht unterstützt",
+                self.clock() + UNSUPPORTED_WARNING_S,
+            )
+            return
+        if self.phases_to_use in (1, 3):
+            self.pending_phases = self.phases_to_use
+            self.map_state.hold_plug_until = self.clock() + PHASE_SWITCH_HOLD_S
+
+    def _interrupt(self, seconds: int) -> None:
+        if self.status is not None and self.status.api_version is ApiVersion.V2:
+            # go-e `su` simulates unplugging (apikeys-en.md; its exact timing is
+            # UNCONFIRMED, goe-api.md §3.1).
+            self.on_action({"su": True})
+        else:
+            self.warning = (
+                "CP-Unterbrechung wird von diesem go-e (API v1) nicht unterstützt",
+                self.clock() + UNSUPPORTED_WARNING_S,
+            )
+        self.link.publish(f"{self.data_prefix}/cp_interruption_duration", "0", retain=True)
+
+    # ------------------------------------------------------------------ target
+
+    def heartbeat_expired(self, now: float | None = None) -> bool:
+        now = self.wall_clock() if now is None else now
+        return self.heartbeat is None or self.heartbeat + HEARTBEAT_TIMEOUT_S < now
+
+    def update(self) -> None:
+        if not self.resumed:
+            return
+        expired = self.heartbeat_expired()
+        if expired != self.failsafe_active:
+            self.failsafe_active = expired
+            self.on_state({"failsafe_active": expired})
+        if expired:
+            target = Target(allow=False)
+        elif self.set_current >= 6:
+            target = Target(allow=True, current_a=self.set_current, phases=self.pending_phases)
+        else:
+            target = Target(allow=False, phases=self.pending_phases)
+        if target != self.target:
+            self.set_target(target)
+
+    def check_failsafe(self, now: float | None = None) -> None:
+        self.update()
+
+    async def run(self) -> None:
+        await self.link.connected.wait()
+        await asyncio.sleep(RESUME_WINDOW_S)
+        self.resumed = True
+        while True:
+            self.update()
+            await asyncio.sleep(1.0)
+
+    # ------------------------------------------------------------------ outbound
+
+    def publish_values(self) -> None:
+        values = mapping.chargepoint_values(
+            self.status, self.map_state, unreachable=self.unreachable, now=self.clock()
+        )
+        if self.warning and self.clock() < self.warning[1] and values["fault_state"] == 0:
+            values["fault_state"] = 1
+            values["fault_str"] = self.warning[0]
+        card = mapping.new_rfid(self.status, self.map_state)
+        if card is not None:
+            values["rfid"] = card
+            values["rfid_timestamp"] = round(self.wall_clock(), 3)
+        if self.status is not None and self.status.phases == self.pending_phases:
+            self.pending_phases = None
+        self.values.update({f"{self.get_prefix}/{k}": mapping.encode(v) for k, v in values.items()})

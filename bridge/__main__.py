@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=float, default=1.0, help="run the scripted scenario this much faster"
     )
 
+    p = sub.add_parser(
+        "health", help="exit 0 if the running bridge is healthy (for Docker HEALTHCHECK)"
+    )
+    p.add_argument("url", nargs="?", default="http://127.0.0.1:8080/healthz")
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--quiet", "-q", action="store_true")
+
     p = sub.add_parser("check-config", help="validate a config file and print it normalized")
     _add_config_arg(p)
 
@@ -380,7 +387,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.main(api=args.api, duration=args.duration, speed=args.speed)
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    url = args.url if "://" in args.url else f"http://{args.url}"
+    if not url.rstrip("/").endswith("/healthz"):
+        url = url.rstrip("/") + "/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:
+            body, code = response.read().decode(), response.status
+    except urllib.error.HTTPError as exc:
+        body, code = exc.read().decode(errors="replace"), exc.code
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"unhealthy: {url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        problems = json.loads(body).get("problems", [])
+    except ValueError:
+        problems = [body[:200]]
+    if code == 200:
+        if not args.quiet:
+            print("healthy")
+        return EXIT_OK
+    print("unhealthy: " + ("; ".join(problems) or f"HTTP {code}"), file=sys.stderr)
+    return EXIT_FAILURE
+
+
 COMMANDS = {
+    "health": cmd_health,
     "run": cmd_run,
     "demo": cmd_demo,
     "check-config": cmd_check_config,
@@ -392,7 +427,7 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command not in ("run", "demo"):
+    if args.command not in ("run", "demo", "health"):
         logs.setup("warning", "console")
     with contextlib.suppress(KeyboardInterrupt):
         return COMMANDS[args.command](args)

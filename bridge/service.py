@@ -39,6 +39,7 @@ from .publish.fields import (
     control_messages,
 )
 from .sdnotify import Notifier
+from .web import WebServer
 
 log = logs.get("goe_bridge")
 
@@ -378,6 +379,16 @@ class Bridge:
             if publish_name:
                 self.publish_info()
                 self.publish_discovery()
+            server = None
+            if cfg.http.enabled:
+                server = WebServer(self, cfg.http.host, cfg.http.port)
+                try:
+                    await server.start()
+                except OSError as exc:
+                    log.error(  # noqa: TRY400 - a busy port needs no traceback
+                        "http.failed", host=cfg.http.host, port=cfg.http.port, error=str(exc)
+                    )
+                    return EXIT_CONFIG
             try:
                 async with asyncio.TaskGroup() as tg:
                     for name, link in self.links.items():
@@ -392,6 +403,8 @@ class Bridge:
             except* GracefulExit:
                 pass
             finally:
+                if server is not None:
+                    await server.close()
                 for runtime in self.chargers.values():
                     await runtime.transport.close()
         log.info("bridge.stopped")

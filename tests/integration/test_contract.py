@@ -157,3 +157,26 @@ async def test_home_assistant_discovery_is_published_and_repeated(
             await probe.publish(f"{prefix}/status", "online")
             await probe.wait_for(topic, since=mark)
             await probe.wait_for(f"{prefix}/device/goe_bridge/config", since=mark)
+
+
+async def test_an_unreachable_charger_does_not_stop_the_others(mosquitto, base_topic: str) -> None:
+    from tests.conftest import free_port
+
+    dead_port = free_port()
+    sim = SimCharger(api=ApiVersion.V2)
+    async with HttpFrontend(sim) as fe:
+        cfg = make_config(mosquitto, base_topic, [
+            http_charger("up", fe.port, source="none"),
+            http_charger("down", dead_port, source="none"),
+        ])  # fmt: skip
+        async with (
+            running_bridge(cfg),
+            Probe(mosquitto.host, mosquitto.port, f"{base_topic}/#") as probe,
+        ):
+            await probe.wait_for(f"{base_topic}/up/availability", "online")
+            await probe.wait_for(f"{base_topic}/up/power_w")
+            await probe.wait_for(f"{base_topic}/down/availability", "offline")
+            # the missing charger appears later: it is retried and comes online by itself
+            async with HttpFrontend(SimCharger(api=ApiVersion.V1), port=dead_port):
+                await probe.wait_for(f"{base_topic}/down/availability", "online", timeout=40)
+                await probe.wait_for(f"{base_topic}/down/api_version", "v1")

@@ -1,0 +1,82 @@
+#!/bin/sh
+# Installs goe-bridge as a systemd service (Raspberry Pi OS, Debian, Ubuntu).
+#
+#   sudo ./systemd/install.sh [--prefix /opt/goe-bridge] [--no-start]
+#
+# - a virtual environment under PREFIX with goe-bridge from this checkout
+# - /etc/goe-bridge/config.yaml from config.example.yaml (only if there is none yet)
+# - the system user goe-bridge, the unit goe-bridge.service, enabled and started
+# Running it again upgrades the installation and keeps the config. DESTDIR=/some/dir stages
+# everything below that folder without touching the system (no user, no systemctl).
+set -eu
+
+PREFIX=/opt/goe-bridge
+START=yes
+PYTHON=${PYTHON:-python3}
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --prefix) PREFIX=$2; shift 2 ;;
+        --prefix=*) PREFIX=${1#--prefix=}; shift ;;
+        --no-start) START=no; shift ;;
+        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "install.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+DESTDIR=${DESTDIR:-}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+VENV="$DESTDIR$PREFIX"
+ETC="$DESTDIR/etc/goe-bridge"
+UNIT_DIR="$DESTDIR/etc/systemd/system"
+USER_NAME=goe-bridge
+
+say() { printf '%s\n' "install.sh: $*"; }
+
+if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then
+    echo "install.sh: run as root (sudo), or set DESTDIR to stage the files" >&2
+    exit 1
+fi
+
+# 1. the user (system installs only)
+if [ -z "$DESTDIR" ] && ! id "$USER_NAME" >/dev/null 2>&1; then
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$USER_NAME"
+    say "created user $USER_NAME"
+fi
+
+# 2. the virtual environment
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+    say "created $VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$SRC"
+say "installed goe-bridge $("$VENV/bin/goe-bridge" --version | cut -d' ' -f2) into $VENV"
+
+# 3. the config: never overwritten
+mkdir -p "$ETC"
+chmod 0750 "$ETC"
+if [ ! -f "$ETC/config.yaml" ]; then
+    cp "$SRC/config.example.yaml" "$ETC/config.yaml"
+    say "wrote $ETC/config.yaml: edit it, then: sudo systemctl restart goe-bridge"
+fi
+chmod 0640 "$ETC/config.yaml"
+if [ -z "$DESTDIR" ]; then
+    chown -R "root:$USER_NAME" "$ETC"
+fi
+
+# 4. the unit, pointing at this prefix
+mkdir -p "$UNIT_DIR"
+sed "s#/opt/goe-bridge#$PREFIX#g" "$SRC/systemd/goe-bridge.service" > "$UNIT_DIR/goe-bridge.service.tmp"
+mv "$UNIT_DIR/goe-bridge.service.tmp" "$UNIT_DIR/goe-bridge.service"
+chmod 0644 "$UNIT_DIR/goe-bridge.service"
+say "installed $UNIT_DIR/goe-bridge.service"
+
+# 5. enable and start
+if [ -z "$DESTDIR" ] && command -v systemctl >/dev/null 2>&1; then
+    systemctl daemon-reload
+    if [ "$START" = yes ]; then
+        systemctl enable --now goe-bridge.service
+        systemctl restart goe-bridge.service
+        say "goe-bridge is running: systemctl status goe-bridge; journalctl -u goe-bridge -f"
+    else
+        systemctl enable goe-bridge.service
+    fi
+fi

@@ -454,7 +454,7 @@ def _build_connection(value: Any, path: str, problems: list[str]) -> Any:
         problems.append(f"{path}: expected a mapping with type: http | cloud | mqtt")
         return None
     kind = value.get("type")
-    if kind not in kinds:
+    if not isinstance(kind, str) or kind not in kinds:
         problems.append(f"{path}.type: {kind!r} is not valid; choose 'http' | 'cloud' | 'mqtt'")
         return None
     return _build_dataclass(kinds[kind], value, path, problems)

@@ -4,6 +4,7 @@ unless configured otherwise. No build step, no external assets."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from importlib import resources
@@ -129,11 +130,20 @@ def rss_bytes() -> float | None:
     return float(pages * os.sysconf("SC_PAGE_SIZE"))
 
 
+def _open_fds() -> float | None:
+    try:
+        return float(len(os.listdir("/proc/self/fd")))
+    except OSError:
+        return None
+
+
 def metrics_text(bridge: Bridge) -> str:
     m = Metrics()
     m.add("goe_bridge_info", "gauge", "goe-bridge version", 1, version=__version__)
     m.add("process_resident_memory_bytes", "gauge", "Resident memory size in bytes", rss_bytes())
     m.add("process_cpu_seconds_total", "counter", "CPU time used", time.process_time())
+    m.add("process_open_fds", "gauge", "Open file descriptors", _open_fds())
+    m.add("goe_bridge_asyncio_tasks", "gauge", "asyncio tasks alive", len(asyncio.all_tasks()))
     for name, link in bridge.links.items():
         m.add("goe_bridge_broker_connected", "gauge", "1 while connected to the broker",
               1 if link.connected.is_set() else 0, broker=name)  # fmt: skip

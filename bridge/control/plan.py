@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..goe.codec_v2 import PHASES_TO_PSM
@@ -98,3 +100,24 @@ def plan(
             elif status.phases != want.phases:
                 phases["psm"] = psm
     return Plan(switch, current, phases, tuple(unsupported))
+
+
+_FORCE_WORDS = {0: "neutral", 1: "off", 2: "on"}
+
+
+def assume_written(status: ChargerStatus, changes: Mapping[str, WireValue]) -> ChargerStatus:
+    """The status as it will be once the charger applied `changes`, which it confirmed.
+
+    Until the next read verifies them, planning starts from here: a Target that changes
+    back right after a write is then written again instead of being mistaken for done."""
+    fields: dict[str, object] = {}
+    for key, value in changes.items():
+        if key in ("amp", "amx") and isinstance(value, int):
+            fields["current_limit_a"] = value
+        elif key == "frc" and isinstance(value, int):
+            fields["force_state"] = _FORCE_WORDS.get(value)
+        elif key == "alw":
+            fields["allow_charging"] = bool(value)
+        elif key == "psm" and isinstance(value, int):
+            fields["phases"] = {1: 1, 2: 3}.get(value)
+    return dataclasses.replace(status, **fields) if fields else status  # type: ignore[arg-type]

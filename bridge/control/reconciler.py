@@ -182,6 +182,8 @@ class Reconciler:
             self._failed(due, f"no answer: {exc}")
             return False
         log.info("charger.write", charger=self.name, **{k: v for k, v in due.items()})
+        if self.status is not None:
+            self.status = planning.assume_written(self.status, due)
         for key, value in due.items():
             self.on_write(key, value, None)
         asyncio.get_running_loop().call_later(self.verify_after_s, self.request_read)
@@ -190,14 +192,17 @@ class Reconciler:
     def _failed(self, due: Mapping[str, WireValue], error: str) -> None:
         self.writes_failed += 1
         for key, value in due.items():
-            attempt = self._attempts[key]
-            attempt.error = error
+            # A new Target may have arrived while the write was in flight and reset the
+            # attempts; the failure is still logged.
+            attempt = self._attempts.get(key)
+            if attempt is not None and attempt.value == value:
+                attempt.error = error
             log.warning(
                 "charger.write_failed",
                 charger=self.name,
                 key=key,
                 value=value,
-                attempt=attempt.count,
+                attempt=attempt.count if attempt else 1,
                 error=error,
             )
             self.on_write(key, value, error)

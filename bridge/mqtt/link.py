@@ -1,7 +1,7 @@
 """One MQTT broker link: aiomqtt behind a small adapter.
 
 - Last Will `offline` (retained) on the bridge state topic, `online` after every connect.
-- Reconnect with capped exponential backoff and jitter, reset after a healthy connection.
+- Reconnect with capped exponential backoff and jitter, reset by a successful connect.
 - Subscriptions are remembered and renewed after every reconnect.
 - `publish()` never blocks and never fails: it records the message in an outbox that keeps
   the *latest value per topic* (bounded by the number of topics) plus a bounded queue of
@@ -31,6 +31,10 @@ from ..config import BrokerConfig
 log = logs.get("goe_bridge.mqtt")
 
 Handler = Callable[[str, bytes, bool], None]
+
+# Status updates go out as bursts of small messages; with Nagle's algorithm the second and
+# later ones wait for the broker's delayed ACK (~40 ms). Measured by bench/status_latency.py.
+NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
 # Non-retained messages (command results) waiting while the link is down; older ones are
 # dropped first. Retained state has no such limit: it is one entry per topic.
@@ -176,6 +180,7 @@ class BrokerLink:
             "will": will,
             "tls_context": _tls_context(cfg),
             "timeout": 10,
+            "socket_options": NO_DELAY,
         }
 
     async def _session(self) -> None:
@@ -184,6 +189,10 @@ class BrokerLink:
             self._client = client
             self.connects += 1
             self.last_error = None
+            # A connection that worked resets the backoff: after a broker restart the bridge
+            # is back within a second. Connects that fail (broker down, wrong password) keep
+            # growing it up to the cap, so there is never a tight loop.
+            self.backoff.success()
             log.info("mqtt.connected", broker=self.name, host=self.cfg.host, port=self.cfg.port)
             for pattern in list(self._subscriptions):
                 await self._subscribe_now(pattern)
@@ -202,7 +211,6 @@ class BrokerLink:
             # run() retries), not wrapped in an ExceptionGroup.
             helpers = [
                 asyncio.create_task(self._sender(client), name=f"mqtt-{self.name}-sender"),
-                asyncio.create_task(self._healthy_after(30), name=f"mqtt-{self.name}-healthy"),
             ]
             try:
                 async for incoming in client.messages:
@@ -215,11 +223,6 @@ class BrokerLink:
                 if isinstance(result, Exception) and not isinstance(result, aiomqtt.MqttError):
                     raise result
             raise aiomqtt.MqttError("message stream ended")
-
-    async def _healthy_after(self, seconds: float) -> None:
-        """Reset the backoff only after the connection held for a while (no flapping)."""
-        await asyncio.sleep(seconds)
-        self.backoff.success()
 
     async def _subscribe_now(self, pattern: str) -> None:
         if self._client is not None:

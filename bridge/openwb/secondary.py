@@ -75,7 +75,10 @@ class OpenWBSecondary(OpenWBController):
         self._apply(key, value, fresh=True)
 
     def _on_resume(self, topic: str, payload: bytes, retain: bool) -> None:
-        if not payload:
+        # Only at start-up: afterwards these are the echoes of our own republishing, and an
+        # echo can arrive after a newer set value from the primary (no ordering across
+        # publishers), which would bring back a stale set point.
+        if not payload or self.resumed:
             return
         key = topic.rsplit("/", 1)[1]
         try:

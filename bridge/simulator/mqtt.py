@@ -19,6 +19,7 @@ import aiomqtt
 
 from ..aio import raise_if_cancelling
 from ..goe.model import SECRET_KEYS, ApiVersion
+from ..mqtt.link import NO_DELAY
 from .charger import SimCharger
 
 VOLATILE_KEYS = ("nrg", "rbt", "tma", "fhz", "rssi")
@@ -79,7 +80,10 @@ class MqttFrontend:
         while True:
             try:
                 async with aiomqtt.Client(
-                    self.host, self.port, identifier=f"go-e-sim-{self.charger.serial}"
+                    self.host,
+                    self.port,
+                    identifier=f"go-e-sim-{self.charger.serial}",
+                    socket_options=NO_DELAY,
                 ) as client:
                     if self.charger.api is ApiVersion.V2:
                         await client.subscribe(f"{self.root}/+/set", qos=1)

@@ -198,3 +198,11 @@ def test_logs_never_show_secrets() -> None:
     assert lines[0]["wke"] == "***"
     assert lines[1]["event"] == "auth with *** failed"
     assert "hunter2" not in stream.getvalue()
+
+
+def test_unhashable_connection_type_is_a_config_error() -> None:
+    """Found by the config fuzzer: a list as `type` crashed the loader."""
+    assert (
+        "chargers[0].connection.type: ['http'] is not valid; choose 'http' | 'cloud' | 'mqtt'"
+        in problems("chargers: [{connection: {type: [http]}}]")
+    )

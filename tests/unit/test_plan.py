@@ -84,3 +84,35 @@ def test_effective_target() -> None:
     assert effective(Target(True, float("nan")), None, 32) == Target(False, None)
     assert effective(Target(True, 6.99), None, 32) == Target(True, 6.0)
     assert effective(Target(True, 99), None, 10) == Target(True, 10.0)
+
+
+async def test_reconciler_survives_a_new_target_during_a_failing_write() -> None:
+    """Regression: set_target() during an in-flight write that then fails crashed the
+    reconciler with a KeyError (found by the fault matrix)."""
+    import asyncio
+    from collections.abc import Mapping
+
+    from bridge.control.reconciler import Reconciler
+    from bridge.goe.model import ChargerUnavailable, WireValue
+    from bridge.goe.transports.base import Transport
+
+    class SlowFailing(Transport):
+        started = asyncio.Event()
+
+        async def read_status(self) -> ChargerStatus:
+            raise ChargerUnavailable("not used")
+
+        async def write(self, changes: Mapping[str, WireValue]) -> None:
+            self.started.set()
+            await asyncio.sleep(0.05)
+            raise ChargerUnavailable("no answer")
+
+    transport = SlowFailing()
+    r = Reconciler(transport, name="t", limit_a=16, min_command_interval_s=0)
+    r.on_status(V2)
+    r.set_target(Target(False))
+    step = asyncio.create_task(r.step())
+    await transport.started.wait()
+    r.set_target(Target(True, 10))  # arrives while the write is in flight
+    await step  # must not raise
+    assert r.writes_failed == 1

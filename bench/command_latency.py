@@ -1,0 +1,74 @@
+"""Command latency: an openWB primary's `set_current` published → the simulator receives the
+HTTP write. Spacing disabled (`min_command_interval_s: 0`). Beside it, the bare broker hop
+(publish → subscriber on the same broker) measured in the same run.
+
+    .venv/bin/python bench/command_latency.py [--n 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+import aiomqtt
+from _harness import bare_hop, bridge_process, broker, machine, percentiles, summary, wait_until
+
+from bridge.goe.model import ApiVersion
+from bridge.simulator.charger import Car, SimCharger
+from bridge.simulator.http import HttpFrontend
+
+
+async def main(n: int) -> None:
+    print(f"machine: {machine()}")
+    async with broker() as b:
+        sim = SimCharger(api=ApiVersion.V2, alw_delay_s=0.05, clock=time.perf_counter)
+        sim.plug(Car(max_current_a=32, energy_needed_wh=1e9))
+        async with HttpFrontend(sim) as fe:
+            cfg = {
+                "log": {"level": "warning", "format": "json"},
+                "brokers": {"b": {"host": b.host, "port": b.port}},
+                "publish": {"home_assistant": {"enabled": False}},
+                "chargers": [{
+                    "id": "wb",
+                    "connection": {"type": "http", "host": "127.0.0.1", "port": fe.port, "poll_interval_s": 5},
+                    "limits": {"max_current_a": 32},
+                    "control": {"source": "openwb-secondary", "min_command_interval_s": 0},
+                }],
+            }  # fmt: skip
+            with bridge_process(cfg):
+                async with aiomqtt.Client(b.host, b.port) as primary:
+                    topic = "openWB/set/internal_chargepoint/0/data/set_current"
+                    hb = json.dumps({"heartbeat": time.time() + 3600, "parent_ip": "bench"})
+                    await primary.publish(
+                        "openWB/set/internal_chargepoint/global_data", hb, retain=True
+                    )
+                    await primary.publish(topic, "6.0", retain=True)
+                    await wait_until(lambda: sim.frc == 2 and sim.amp == 6, 30)
+                    samples: list[float] = []
+                    for i in range(n + 20):
+                        amps = 7 + i % 10  # always different from the previous value
+                        count = len(sim.writes)
+                        t0 = time.perf_counter()
+                        await primary.publish(topic, f"{amps}.0", retain=True)
+                        await wait_until(lambda: len(sim.writes) > count, 10)
+                        write = sim.writes[-1]
+                        assert (write.key, write.value) == ("amp", amps), write
+                        if i >= 20:  # warm-up
+                            samples.append((write.at - t0) * 1000)
+            hop = await bare_hop(b.host, b.port, n)
+    med, p99 = percentiles(samples)
+    hmed, hp99 = percentiles(hop)
+    print(f"command latency (set_current → HTTP write): {summary(samples)}")
+    print(f"bare broker hop (publish → subscriber):     {summary(hop)}")
+    print(f"bridge share: median {med - hmed:.2f} ms, p99 {p99 - hp99:.2f} ms")
+    print(
+        f"targets: median ≤ 5 ms: {'met' if med <= 5 else 'MISSED'}; p99 ≤ 20 ms: {'met' if p99 <= 20 else 'MISSED'}"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=500)
+    asyncio.run(main(parser.parse_args().n))

@@ -1,0 +1,70 @@
+"""Scale: 1, 10, 100 and 500 simulated chargers polled every 5 s. The simulators run in their
+own process (`goe-bridge simulate --count N`); the bridge's CPU share of one core and RSS are
+read from /proc after a warm-up.
+
+    .venv/bin/python bench/scale.py [--counts 1,10,100,500] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+
+from _harness import bridge_process, broker, cpu_share, goe_bridge, machine, rss_mb
+
+from bridge.mqtt.embedded import free_port
+
+
+async def measure(count: int, seconds: float, b: object) -> tuple[float, float, float]:
+    port = free_port()  # the simulators take this port and the next count-1
+    sims = subprocess.Popen(
+        [*goe_bridge(), "simulate", "--count", str(count), "--port", str(port), "--plug-after", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert sims.stdout is not None
+    for _ in range(count):
+        sims.stdout.readline()  # each simulator prints its URL once it listens
+    cfg = {
+        "log": {"level": "warning", "format": "json"},
+        "brokers": {"b": {"host": b.host, "port": b.port}},  # type: ignore[attr-defined]
+        "publish": {"base_topic": f"scale{count}"},
+        "chargers": [
+            {"id": f"c{i}", "connection": {"type": "http", "host": "127.0.0.1", "port": port + i, "poll_interval_s": 5}}
+            for i in range(count)
+        ],
+    }  # fmt: skip
+    try:
+        with bridge_process(cfg) as proc:
+            await asyncio.sleep(15)  # start-up, discovery, first polls
+            share = await cpu_share(proc.pid, seconds)
+            rss = rss_mb(proc.pid)
+            idle = await cpu_share(proc.pid, 10)
+    finally:
+        sims.terminate()
+        sims.wait(30)
+    return share, rss, idle
+
+
+async def main(counts: list[int], seconds: float) -> None:
+    print(f"machine: {machine()}")
+    async with broker() as b:
+        for count in counts:
+            share, rss, _ = await measure(count, seconds, b)
+            print(
+                f"{count:4d} chargers polled every 5 s: CPU {share:5.2f} % of one core, RSS {rss:6.1f} MB",
+                flush=True,
+            )
+    print(
+        "targets: 500 chargers ≤ 25 % CPU and ≤ 100 MB RSS; 1 charger ≤ 50 MB RSS and ≤ 0.5 % CPU"
+    )
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--counts", default="1,10,100,500")
+    parser.add_argument("--seconds", type=float, default=60)
+    args = parser.parse_args()
+    asyncio.run(main([int(c) for c in args.counts.split(",")], args.seconds))

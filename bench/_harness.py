@@ -128,3 +128,26 @@ async def wait_until(check: Any, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("benchmark precondition not reached")
         await asyncio.sleep(0.01)
+
+
+def free_port_range(count: int, start: int = 20000, end: int = 60000) -> int:
+    """A first port such that `count` consecutive ports are free (simulate --count)."""
+    import random
+    import socket
+
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(start, end - count)
+        socks = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {count} consecutive free ports")

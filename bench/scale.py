@@ -12,13 +12,11 @@ import asyncio
 import subprocess
 import sys
 
-from _harness import bridge_process, broker, cpu_share, goe_bridge, machine, rss_mb
-
-from bridge.mqtt.embedded import free_port
+from _harness import bridge_process, broker, cpu_share, free_port_range, goe_bridge, machine, rss_mb
 
 
 async def measure(count: int, seconds: float, b: object) -> tuple[float, float, float]:
-    port = free_port()  # the simulators take this port and the next count-1
+    port = free_port_range(count)  # the simulators take this port and the next count-1
     sims = subprocess.Popen(
         [*goe_bridge(), "simulate", "--count", str(count), "--port", str(port), "--plug-after", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -37,23 +35,42 @@ async def measure(count: int, seconds: float, b: object) -> tuple[float, float, 
     }  # fmt: skip
     try:
         with bridge_process(cfg) as proc:
-            await asyncio.sleep(15)  # start-up, discovery, first polls
+            # start-up: 2 HTTP requests per charger (detection, full status), discovery, and the
+            # first publication of every field; the figures are for the steady state after it
+            await asyncio.sleep(45)
             share = await cpu_share(proc.pid, seconds)
             rss = rss_mb(proc.pid)
-            idle = await cpu_share(proc.pid, 10)
+            online = await count_online(b, f"scale{count}")
     finally:
         sims.terminate()
         sims.wait(30)
-    return share, rss, idle
+    return share, rss, online
+
+
+async def count_online(b: object, base: str) -> float:
+    """How many chargers the bridge reports online (their retained availability)."""
+    import aiomqtt
+
+    online: dict[str, bool] = {}
+    async with aiomqtt.Client(b.host, b.port) as sub:  # type: ignore[attr-defined]
+        await sub.subscribe(f"{base}/+/availability")
+        try:
+            async with asyncio.timeout(3):
+                async for m in sub.messages:
+                    online[m.topic.value] = m.payload == b"online"
+        except TimeoutError:
+            pass
+    return sum(online.values())
 
 
 async def main(counts: list[int], seconds: float) -> None:
     print(f"machine: {machine()}")
     async with broker() as b:
         for count in counts:
-            share, rss, _ = await measure(count, seconds, b)
+            share, rss, online = await measure(count, seconds, b)
             print(
-                f"{count:4d} chargers polled every 5 s: CPU {share:5.2f} % of one core, RSS {rss:6.1f} MB",
+                f"{count:4d} chargers polled every 5 s: CPU {share:5.2f} % of one core, RSS {rss:6.1f} MB"
+                f" ({online:.0f}/{count} online)",
                 flush=True,
             )
     print(

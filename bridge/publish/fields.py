@@ -5,6 +5,7 @@ Every topic string of the generic namespace is built here.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ DEADBANDS: tuple[tuple[str, float], ...] = (
 )
 
 
+@functools.cache
 def deadband(name: str) -> float:
     for pattern, band in DEADBANDS:
         if name == pattern or name.endswith(pattern) or name.startswith(pattern):

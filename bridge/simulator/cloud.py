@@ -18,6 +18,7 @@ from aiohttp import web
 
 from ..goe.model import ApiVersion
 from .charger import SimCharger
+from .server import AppServer
 
 
 @dataclass
@@ -126,37 +127,12 @@ def make_app(state: CloudState) -> web.Application:
     return app
 
 
-class CloudFrontend:
+class CloudFrontend(AppServer):
+    """Serves the go-e cloud API (v1 and v2 paths) for one SimCharger."""
+
     def __init__(self, state: CloudState, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
         self.state = state
-        self.host = host
-        self.port = port
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> CloudFrontend:
-        self._runner = web.AppRunner(
-            make_app(self.state), handle_signals=False, shutdown_timeout=0.1
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None)
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> CloudFrontend:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    def make_app(self) -> web.Application:
+        return make_app(self.state)

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from ..goe.model import ApiVersion
 from .charger import Car, SimCharger
+from .server import AppServer
 
 NOT_FOUND = "This URI does not exist"
 
@@ -183,40 +184,12 @@ def make_app(charger: SimCharger) -> web.Application:
     return app
 
 
-class HttpFrontend:
-    """Serves one SimCharger on host:port until closed."""
+class HttpFrontend(AppServer):
+    """Serves one SimCharger's local HTTP API on host:port until closed."""
 
     def __init__(self, charger: SimCharger, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
         self.charger = charger
-        self.host = host
-        self.port = port
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> HttpFrontend:
-        self._runner = web.AppRunner(
-            make_app(self.charger), handle_signals=False, shutdown_timeout=0.1
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = site._server
-        assert server is not None
-        sockets = getattr(server, "sockets", None)
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> HttpFrontend:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    def make_app(self) -> web.Application:
+        return make_app(self.charger)

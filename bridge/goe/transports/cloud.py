@@ -7,7 +7,6 @@ never into a log line or an error message: errors name the path, not the URL.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import email.utils
 import json
@@ -29,6 +28,7 @@ from ..model import (
     WriteRejected,
 )
 from .base import Transport, decode
+from .httpclient import HttpClient
 
 log = logs.get("goe_bridge.cloud")
 
@@ -68,17 +68,10 @@ class _CloudBase(Transport):
     ) -> None:
         self._token = token
         self.base_url = base_url.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._session = session
-        self._own_session = session is None
-        self._lock = asyncio.Lock()
+        self._http = HttpClient(
+            self.base_url, timeout_s, session, label="cloud GET", hide_error_text=True
+        )
         self.data_age_s: float | None = None
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
-            self._own_session = True
-        return self._session
 
     async def _request(
         self,
@@ -86,19 +79,7 @@ class _CloudBase(Transport):
         params: Mapping[str, str],
         headers: Mapping[str, str] | None = None,
     ) -> tuple[int, str, Mapping[str, str]]:
-        async with self._lock:
-            try:
-                async with self._get_session().get(
-                    self.base_url + path, params=params, headers=headers, timeout=self.timeout
-                ) as response:
-                    return response.status, await response.text(), response.headers
-            except TimeoutError:
-                raise ChargerUnavailable(
-                    f"cloud GET {path}: no answer within {self.timeout.total:g} s"
-                ) from None
-            except aiohttp.ClientError as exc:
-                # the exception text can carry the URL, and with it the token: name the type
-                raise ChargerUnavailable(f"cloud GET {path}: {type(exc).__name__}") from None
+        return await self._http.get(path, params, headers)
 
     @staticmethod
     def _json(path: str, text: str) -> Any:
@@ -113,9 +94,7 @@ class _CloudBase(Transport):
         return dataclasses.replace(status, data_age_s=round(self.data_age_s, 3))
 
     async def close(self) -> None:
-        if self._own_session and self._session is not None:
-            await self._session.close()
-        self._session = None
+        await self._http.close()
 
 
 class CloudV1Transport(_CloudBase):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -22,6 +21,7 @@ from ..model import (
     firmware_major,
 )
 from .base import Transport, decode
+from .httpclient import HttpClient
 
 log = logs.get("goe_bridge.http")
 
@@ -50,36 +50,15 @@ class HttpTransport(Transport):
         self.base_url = f"http://{host}:{port}" if port != 80 else f"http://{host}"
         self.configured_api = api
         self.api = None if api == "auto" else ApiVersion(api)
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._session = session
-        self._own_session = session is None
-        self._lock = asyncio.Lock()  # one request in flight per charger
+        self._http = HttpClient(self.base_url, timeout_s, session)
         self._base: dict[str, Any] = {}  # full v2 status from start-up, polls overlay it
         self.failures = 0
 
     # ------------------------------------------------------------------ plumbing
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
-            self._own_session = True
-        return self._session
-
     async def _request(self, path: str, params: Mapping[str, str] | None = None) -> tuple[int, str]:
-        """The one choke point: GET, explicit timeout, errors → ChargerUnavailable."""
-        url = self.base_url + path
-        async with self._lock:
-            try:
-                async with self._get_session().get(
-                    url, params=params, timeout=self.timeout
-                ) as response:
-                    return response.status, await response.text()
-            except TimeoutError:
-                raise ChargerUnavailable(
-                    f"GET {path}: no answer within {self.timeout.total:g} s"
-                ) from None
-            except aiohttp.ClientError as exc:
-                raise ChargerUnavailable(f"GET {path}: {exc or type(exc).__name__}") from exc
+        status, text, _ = await self._http.get(path, params)
+        return status, text
 
     @staticmethod
     def _parse(path: str, text: str) -> Any:
@@ -225,6 +204,4 @@ class HttpTransport(Transport):
             )
 
     async def close(self) -> None:
-        if self._own_session and self._session is not None:
-            await self._session.close()
-        self._session = None
+        await self._http.close()

@@ -1,0 +1,64 @@
+"""The one choke point for the charger's HTTP requests (local API and cloud): one request in
+flight at a time, an explicit timeout, aiohttp's errors translated into ChargerUnavailable."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import aiohttp
+
+from ..model import ChargerUnavailable
+
+
+class HttpClient:
+    def __init__(
+        self,
+        base_url: str,
+        timeout_s: float,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        label: str = "GET",
+        hide_error_text: bool = False,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.label = label
+        # Cloud URLs carry the token: their errors name the exception type, not its text.
+        self.hide_error_text = hide_error_text
+        self._session = session
+        self._own_session = session is None
+        self.lock = asyncio.Lock()
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+            self._own_session = True
+        return self._session
+
+    async def get(
+        self,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, str, Mapping[str, str]]:
+        async with self.lock:
+            try:
+                async with self._get_session().get(
+                    self.base_url + path, params=params, headers=headers, timeout=self.timeout
+                ) as response:
+                    return response.status, await response.text(), response.headers
+            except TimeoutError:
+                raise ChargerUnavailable(
+                    f"{self.label} {path}: no answer within {self.timeout.total:g} s"
+                ) from None
+            except aiohttp.ClientError as exc:
+                text = (
+                    type(exc).__name__ if self.hide_error_text else str(exc) or type(exc).__name__
+                )
+                raise ChargerUnavailable(f"{self.label} {path}: {text}") from None
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+        self._session = None

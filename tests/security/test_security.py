@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -28,6 +27,7 @@ from bridge.simulator.http import HttpFrontend
 from tests.conftest import free_port
 from tests.mqtt_helpers import Probe, run_mosquitto, until
 from tests.system.test_cli import goe_bridge
+from tests.system.test_openwb import bridge_process
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -192,20 +192,6 @@ def bridge_config(path: Path, broker: Any, base: str, sim_port: int, **extra: An
     return path
 
 
-@contextlib.contextmanager
-def bridge(config_path: Path) -> Iterator[subprocess.Popen[str]]:
-    log = config_path.with_suffix(".log").open("w")
-    proc = subprocess.Popen([*goe_bridge(), "run", "-c", str(config_path)], stdout=log, stderr=log, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(15)
-        log.close()
-
-
 async def test_least_privilege_acl(tmp_path: Path, sim: tuple[SimCharger, int]) -> None:
     charger, port = sim
     acl = (
@@ -219,7 +205,7 @@ async def test_least_privilege_acl(tmp_path: Path, sim: tuple[SimCharger, int]) 
         pw.write_text("bridge-pass")
         cfg = bridge_config(tmp_path / "c.yaml", broker, "goe", port,
                             broker_auth={"username": "goe", "password_file": str(pw)})  # fmt: skip
-        with bridge(cfg):
+        with bridge_process(cfg):
             import aiomqtt
 
             async with aiomqtt.Client(
@@ -269,7 +255,7 @@ async def test_no_secret_leaks(tmp_path: Path, sim: tuple[SimCharger, int]) -> N
             import aiomqtt
 
             payloads: list[str] = []
-            with bridge(cfg):
+            with bridge_process(cfg):
                 async with aiomqtt.Client(
                     broker.host, broker.port, username="spy", password="spy"
                 ) as spy:

@@ -244,7 +244,7 @@ class ChargerRuntime:
         self.on_control_state({"source": self.cfg.control.source, "failsafe_active": False})
 
     def tasks(self) -> list[tuple[str, Any]]:
-        if isinstance(self.transport, GoeMqttTransport):
+        if self.transport.push:
             source: Any = self.transport.run(self.on_status, self.on_unavailable)
         else:
             source = self.poller.run()

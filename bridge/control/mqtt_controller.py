@@ -108,7 +108,7 @@ class MqttController(Controller):
         # message as retained only when it is delivered at subscribe time, so a command that
         # arrives live is cleared too (an empty retained message costs nothing).
         self.publish(topic, b"", retain=True, remember=False)
-        field = self._field_of(topic)
+        field = self.topics.set_field(topic)
         try:
             value = decode_payload(payload)
         except UnicodeDecodeError:
@@ -118,12 +118,6 @@ class MqttController(Controller):
             self._handle_object(value)
         else:
             self._handle_field(field, value)
-
-    def _field_of(self, topic: str) -> str | None:
-        if topic == self.topics.set():
-            return None
-        prefix = self.topics.root + "/"
-        return topic[len(prefix) : -len("/set")]
 
     def _handle_field(self, field: str, value: Any) -> None:
         try:
@@ -193,7 +187,7 @@ def refuse(
         if not payload:
             return
         publish(topic, b"", retain=True, remember=False)
-        field = None if topic == topics.set() else topic[len(topics.root) + 1 : -len("/set")]
+        field = topics.set_field(topic)
         publish(topics.result, result_payload(False, field or "set", None, reason))
         log.warning("command.refused", topic=topic, reason=reason)
 

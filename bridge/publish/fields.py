@@ -87,6 +87,12 @@ class Topics:
     def set(self, name: str | None = None) -> str:
         return f"{self.root}/{name}/set" if name else f"{self.root}/set"
 
+    def set_field(self, topic: str) -> str | None:
+        """The field a set topic addresses (`<root>/<field>/set`); None for `<root>/set`."""
+        if topic == self.set():
+            return None
+        return topic[len(self.root) + 1 : -len("/set")]
+
     @property
     def result(self) -> str:
         return f"{self.root}/result"

@@ -7,7 +7,7 @@ A transport moves bytes and translates failures into `ChargerUnavailable` /
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import codec_v1, codec_v2
@@ -38,6 +38,14 @@ class Transport(abc.ABC):
     async def write(self, changes: Mapping[str, WireValue]) -> None:
         """Send go-e keys and verify the charger took them; raises WriteRejected (the
         charger said no, with its text) or ChargerUnavailable (no answer)."""
+
+    async def run(
+        self,
+        on_status: Callable[[ChargerStatus], None],
+        on_unavailable: Callable[[str], None],
+    ) -> None:
+        """Push transports deliver statuses here instead of being polled."""
+        raise NotImplementedError(f"{self.kind} transports are polled")
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -263,7 +263,11 @@ async def test_mqtt_chargepoint(
             await openwb.publish(
                 f"openWB/mqtt/chargepoint/{cp}/set/phases_to_use", "1", retain=True
             )
-            await until(lambda: sim.psm == 1)
+            # the switch is stop, psm, resume: wait until it is complete
+            await until(
+                lambda: sim.psm == 1 and sim.frc == 2 and sim.is_charging(), what="switched"
+            )
+            await asyncio.sleep(0.5)
             # malformed: logged, nothing written
             count = len(sim.writes)
             await openwb.publish(

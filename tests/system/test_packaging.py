@@ -9,10 +9,12 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -234,9 +236,15 @@ def test_install_script_into_a_staging_folder_twice(tmp_path: Path) -> None:
 
 
 def test_install_script_refuses_without_root_or_destdir() -> None:
-    command = ["sh", str(ROOT / "systemd" / "install.sh")]
-    if os.getuid() == 0:
-        command = ["runuser", "-u", "nobody", "--", *command]  # as an ordinary user
-    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+    with tempfile.TemporaryDirectory() as tmp:
+        # a copy an ordinary user can read (the checkout may sit in a private folder)
+        os.chmod(tmp, 0o755)
+        script = Path(tmp) / "install.sh"
+        shutil.copy(ROOT / "systemd" / "install.sh", script)
+        script.chmod(0o755)
+        command = ["sh", str(script)]
+        if os.getuid() == 0:
+            command = ["runuser", "-u", "nobody", "--", *command]  # as an ordinary user
+        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
     assert result.returncode == 1, result.stderr
     assert "run as root (sudo), or set DESTDIR" in result.stderr

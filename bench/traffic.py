@@ -1,6 +1,6 @@
 """Broker traffic while a car charges steadily: messages per charger-minute that the bridge
 publishes, beside what the go-e firmware itself publishes over MQTT v2 in the same time
-(counted from the recorded capture in ../shared/fixtures/goe).
+(counted from the recorded capture in tests/fixtures/goe).
 
     .venv/bin/python bench/traffic.py [--minutes 2]
 """
@@ -20,7 +20,7 @@ from bridge.goe.model import ApiVersion
 from bridge.simulator.charger import Car, SimCharger
 from bridge.simulator.http import HttpFrontend
 
-CAPTURE = ROOT.parent / "shared" / "fixtures" / "goe" / "v2-mqtt-capture-excerpt.txt"
+CAPTURE = ROOT / "tests" / "fixtures" / "goe" / "v2-mqtt-capture-excerpt.txt"
 
 
 def firmware_rate() -> tuple[float, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,15 +15,14 @@ from bridge.simulator.charger import SimCharger
 from bridge.simulator.http import HttpFrontend
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(os.environ.get("GOE_FIXTURES", ROOT.parent / "shared" / "fixtures" / "goe"))
+# Real charger payloads, with where each came from in SOURCES.md beside them.
+FIXTURES = ROOT / "tests" / "fixtures" / "goe"
 
 
 def fixture_path(name: str) -> Path:
     path = FIXTURES / name
     if not path.exists():
-        pytest.fail(
-            f"fixture {path} missing: the suite needs ../shared/fixtures/goe beside the repo"
-        )
+        pytest.fail(f"fixture {path} missing (see tests/fixtures/goe/SOURCES.md)")
     return path
 
 

@@ -106,7 +106,11 @@ class BrokerConfig:
     port: int = field(default=1883, metadata=meta(min=1, max=65535))
     username: str | None = None
     password: Secret | None = None
+    # Default: derived from the config, the same on every start (the session belongs to it).
     client_id: str | None = None
+    # How long the broker keeps the bridge's session, and the QoS 1 commands sent meanwhile,
+    # while the bridge is away (0 = a clean session every time, nothing kept).
+    session_expiry_s: int = field(default=3600, metadata=meta(min=0, max=2**32 - 1))
     keepalive_s: int = field(default=60, metadata=meta(min=5, max=3600))
     tls: TlsConfig = field(default_factory=TlsConfig)
 
@@ -248,9 +252,10 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     data = _parse(text, str(path))
     config = from_data(data, os.environ if env is None else env)
-    return dataclasses.replace(
-        config, source=str(path), warnings=tuple(_permission_warnings(p, data))
+    warnings = (
+        _permission_warnings(p, data) + _secret_file_warnings(data) + _broker_warnings(config)
     )
+    return dataclasses.replace(config, source=str(path), warnings=tuple(warnings))
 
 
 def loads(text: str, env: Mapping[str, str] | None = None) -> Config:
@@ -302,6 +307,45 @@ def _permission_warnings(path: Path, data: Any) -> list[str]:
     return []
 
 
+def _secret_file_warnings(data: Any, path: str = "") -> list[str]:
+    """A `*_file` secret that every user on the machine can read."""
+    out: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            sub = _join(path, str(key))
+            if (
+                str(key).endswith("_file")
+                and str(key)[:-5] in ("password", "token")
+                and isinstance(value, str)
+            ):
+                try:
+                    mode = Path(value).stat().st_mode
+                except OSError:
+                    continue
+                if mode & stat.S_IROTH:
+                    out.append(
+                        f"{sub}: {value} is readable by every user; run: chmod 600 {value} "
+                        "(or 640 with the bridge's group)"
+                    )
+            else:
+                out.extend(_secret_file_warnings(value, sub))
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            out.extend(_secret_file_warnings(item, f"{path}[{i}]"))
+    return out
+
+
+def _broker_warnings(config: Config) -> list[str]:
+    return [
+        f"brokers.{name}.password: set without brokers.{name}.username; a password is sent "
+        "only together with a user name (MQTT 3.1.1 §3.1.2.9), so the broker sees an "
+        "anonymous client (mosquitto: "
+        "'not authorised')"
+        for name, broker in config.brokers.items()
+        if broker.password is not None and not broker.username
+    ]
+
+
 def _apply_env(data: dict[str, Any], env: Mapping[str, str], problems: list[str]) -> None:
     """GOE_BRIDGE__BROKERS__HOME__PASSWORD=… sets brokers.home.password. List items are
     addressed by index or by charger id: GOE_BRIDGE__CHARGERS__GARAGE__LIMITS__MAX_CURRENT_A."""
@@ -311,9 +355,9 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str], problems: list[str]
         parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
         if not parts:
             continue
-        value = yaml.safe_load(env[name]) if env[name] != "" else None
-        if isinstance(value, dict | list):
-            value = env[name]
+        # Kept as text until the key's type is known: a password "0123" stays "0123" (YAML
+        # would read it as the octal number 83); numbers and booleans are parsed then.
+        value = _EnvText(env[name]) if env[name] != "" else None
         node: Any = data
         path = ""
         for i, part in enumerate(parts):
@@ -337,6 +381,29 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str], problems: list[str]
             else:
                 node = node.setdefault(part, {})
             path = f"{path}.{part}" if path else part
+
+
+class _EnvText(str):
+    """A value from an environment variable, not parsed yet."""
+
+    __slots__ = ()
+
+
+def _is_text_type(tp: Any) -> bool:
+    args = [a for a in get_args(tp) if a is not type(None)] if _optional(tp) else [tp]
+    return all(
+        a in (str, Secret)
+        or (get_origin(a) is Literal and all(isinstance(x, str) for x in get_args(a)))
+        for a in args
+    )
+
+
+def _env_value(tp: Any, text: _EnvText) -> Any:
+    """An environment value for a key of type `tp`: verbatim for text, parsed otherwise."""
+    if _is_text_type(tp):
+        return str(text)
+    value = yaml.safe_load(str(text))
+    return str(text) if isinstance(value, dict | list) else value
 
 
 def _list_index(items: list[Any], part: str) -> int | None:
@@ -380,6 +447,8 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def _build(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
+    if isinstance(value, _EnvText):
+        value = _env_value(tp, value)
     origin = get_origin(tp)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         return _build_dataclass(tp, value, path, problems)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
+import time
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
+
+from .jsontext import EXCERPT_CHARS, excerpt
 
 # Key names whose values are never shown, whatever the value is.
 _SECRET_KEY_RE = re.compile(
@@ -100,3 +103,51 @@ def setup(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) 
 
 def get(name: str = "goe_bridge") -> Any:
     return structlog.stdlib.get_logger(name)
+
+
+class Throttled:
+    """One kind of event that can come in floods (commands, rejections): the first
+    `burst` per `window_s` are logged, the rest counted and reported in the next line."""
+
+    def __init__(
+        self,
+        logger: Any,
+        level: str,
+        event: str,
+        *,
+        burst: int = 5,
+        window_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = getattr(logger, level)
+        self.event = event
+        self.burst = burst
+        self.window_s = window_s
+        self.clock = clock
+        self._window_start = -1e18
+        self._count = 0
+        self.suppressed = 0
+
+    def note(self, **fields: Any) -> None:
+        now = self.clock()
+        if now - self._window_start >= self.window_s:
+            self._window_start = now
+            self._count = 0
+        self._count += 1
+        if self._count > self.burst:
+            self.suppressed += 1
+            return
+        shown = {k: _short(v) for k, v in fields.items()}
+        if self.suppressed:
+            shown["suppressed_before"] = self.suppressed
+            self.suppressed = 0
+        self._log(self.event, **shown)
+
+
+def _short(value: Any) -> Any:
+    """Log fields from outside (payloads, field names) are cut to a short excerpt."""
+    if isinstance(value, str | bytes) and len(value) > EXCERPT_CHARS:
+        return excerpt(value)
+    if isinstance(value, dict | list) and len(repr(value)) > EXCERPT_CHARS:
+        return excerpt(value)
+    return value

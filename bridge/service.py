@@ -6,20 +6,34 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
+import hashlib
 import json
+import os
 import signal
+import socket
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
 
 from . import __version__, logs
-from .config import ChargerConfig, CloudConnection, Config, HttpConnection, MqttConnection
+from .config import (
+    ChargerConfig,
+    CloudConnection,
+    Config,
+    ConfigError,
+    HttpConnection,
+    MqttConnection,
+)
+from .config import load as load_config
 from .control.base import Controller
 from .control.mqtt_controller import MqttController, refuse
 from .control.reconciler import Reconciler
 from .goe.model import ChargerError, ChargerStatus, WireValue
+from .goe.plausibility import Plausibility
 from .goe.poller import Poller
 from .goe.transports.base import Transport
 from .goe.transports.cloud import CLOUD_V1_MIN_INTERVAL_S, CloudV1Transport, CloudV2Transport
@@ -46,6 +60,10 @@ log = logs.get("goe_bridge")
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
+# Another goe-bridge runs on the same config (same chargers, same client id) and took over;
+# this one stepped aside without writing to a charger. systemd does not restart it
+# (RestartPreventExitStatus), Docker's `restart: on-failure:3` gives up after a few tries.
+EXIT_DUPLICATE = 3
 
 OPENWB_ADAPTERS: dict[str, type[OpenWBController]] = {
     "openwb-secondary": OpenWBSecondary,
@@ -56,6 +74,16 @@ OPENWB_ADAPTERS: dict[str, type[OpenWBController]] = {
 
 class GracefulExit(Exception):
     """Raised inside the TaskGroup to end it after an orderly shutdown."""
+
+
+def stable_client_id(config: Config, broker: str) -> str:
+    """The MQTT client id for one broker: the same on every start of the same config (the
+    persistent session and the commands queued in it belong to it), different for configs
+    that serve other chargers."""
+    basis = json.dumps(
+        [config.publish.base_topic, broker, sorted(c.key for c in config.chargers)]
+    ).encode()
+    return f"goe-bridge-{hashlib.sha256(basis).hexdigest()[:12]}-{broker}"[:64]
 
 
 def make_transport(
@@ -112,6 +140,7 @@ class ChargerRuntime:
         self.topics = Topics(config.publish.base_topic, self.id)
         self.publisher = FieldPublisher(self.topics, config.publish.refresh_s, config.publish.raw)
         self.status: ChargerStatus | None = None
+        self.plausibility = Plausibility(self._plausibility_event)
         self.available: bool | None = None
         self.control_state: dict[str, Any] = {"source": cfg.control.source}
         self.commands: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
@@ -169,7 +198,7 @@ class ChargerRuntime:
                 publish=self.control_link.publish,
             )
             for pattern in (self.topics.set(), self.topics.set("+")):
-                self.control_link.subscribe(pattern, controller.handle)
+                self.control_link.subscribe(pattern, controller.handle, command=True)
             return controller
         self._refuse_generic(source)
         return None
@@ -183,9 +212,15 @@ class ChargerRuntime:
         )
         handler = refuse(self.topics, self.link.publish, reason)
         for pattern in (self.topics.set(), self.topics.set("+")):
-            self.link.subscribe(pattern, handler)
+            self.link.subscribe(pattern, handler, command=True)
+
+    def suspend(self) -> None:
+        """Write nothing more to the charger (another bridge serves it)."""
+        self.reconciler.suspended = True
 
     def on_action(self, changes: Mapping[str, WireValue]) -> None:
+        if self.reconciler.suspended:
+            return
         """A one-off write outside the Target (openWB's CP interruption → go-e `su`)."""
         task = asyncio.get_running_loop().create_task(
             self._action(dict(changes)), name=f"action-{self.id}"
@@ -202,7 +237,12 @@ class ChargerRuntime:
 
     # ------------------------------------------------------------------ events
 
+    def _plausibility_event(self, event: str, fields: dict[str, Any]) -> None:
+        level = log.warning if event == "status.implausible" else log.info
+        level(event, charger=self.id, **fields)
+
     def on_status(self, status: ChargerStatus) -> None:
+        status = self.plausibility.check(status, time.monotonic())
         previous = self.status
         self.status = status
         for topic, payload in self.publisher.update(status, time.monotonic()):
@@ -285,14 +325,30 @@ class Bridge:
         self.chargers: dict[str, ChargerRuntime] = {}
         self.started = time.time()
         self.ready = asyncio.Event()
+        # Who this process is, in bridge/info: a second bridge on the same chargers sees it.
+        self.instance = {
+            "id": uuid.uuid4().hex[:12],
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": round(self.started, 3),
+        }
+        self.exit_code = EXIT_OK
+        self.stepped_aside = False
+        self.reload_config: Config | None = None
         base = config.publish.base_topic
         publish_broker = config.publish_broker
         for name, broker in config.brokers.items():
-            self.links[name] = BrokerLink(
+            link = BrokerLink(
                 name,
                 broker,
                 state_topic=bridge_state_topic(base) if name == publish_broker else None,
+                client_id=stable_client_id(config, name),
             )
+            link.on_taken_over.append(functools.partial(
+                self.step_aside, f"the session on broker {name!r} was taken over by a client "
+                "with the same client id"
+            ))  # fmt: skip
+            self.links[name] = link
         logs.register_secrets(
             [b.password.reveal() for b in config.brokers.values() if b.password]
             + [str(getattr(c.connection, "token", "") or "") for c in config.chargers]
@@ -307,11 +363,64 @@ class Bridge:
     def request_stop(self) -> None:
         self.stop_event.set()
 
+    def request_reload(self) -> None:
+        """SIGHUP: check the config file again; a valid one restarts the bridge in-process
+        on it (the persistent session carries the commands over), an invalid one is logged
+        and the bridge goes on with the config it has."""
+        path = self.config.source
+        if path is None:
+            log.warning("bridge.reload_ignored", reason="the config did not come from a file")
+            return
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            log.error("config.reload_failed", config=path, problems=exc.problems)  # noqa: TRY400
+            return
+        log.info("bridge.reload", config=path)
+        self.reload_config = new
+        self.request_stop()
+
+    def step_aside(self, reason: str, other: Mapping[str, Any] | None = None) -> None:
+        """Another bridge serves these chargers: write nothing more, leave its state topic
+        alone, and exit with EXIT_DUPLICATE."""
+        if self.stepped_aside:
+            return
+        self.stepped_aside = True
+        self.exit_code = EXIT_DUPLICATE
+        for runtime in self.chargers.values():
+            runtime.suspend()
+        log.error(
+            "bridge.duplicate",
+            reason=reason,
+            other=dict(other) if other else None,
+            this=self.instance,
+            message="another goe-bridge serves the same chargers; this one stops without "
+            "writing to them (exit code 3). Run one bridge per config.",
+        )
+        self.request_stop()
+
+    def _on_bridge_info(self, topic: str, payload: bytes, retain: bool) -> None:
+        try:
+            info = json.loads(payload)
+            other = info["instance"]
+            other_key = (float(other["started"]), str(other["id"]))
+            chargers = set(info.get("chargers") or ())
+        except (ValueError, KeyError, TypeError, RecursionError):
+            return  # not a bridge/info we understand (an older version): nothing to compare
+        if other.get("id") == self.instance["id"] or not chargers & set(self.chargers):
+            return
+        if other_key > (self.started, str(self.instance["id"])):
+            self.step_aside("a newer goe-bridge announced itself for the same chargers", other)
+        elif not self.stepped_aside:
+            # An older one (or a dead one's retained info): it steps aside; ours stands.
+            self.publish_info()
+
     # ------------------------------------------------------------------ discovery
 
     def publish_info(self) -> None:
         info = {
             "version": __version__,
+            "instance": self.instance,
             "chargers": {cid: rt.info() for cid, rt in self.chargers.items()},
         }
         self.publish_link.publish(
@@ -359,6 +468,7 @@ class Bridge:
         if self.install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
+            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=1)
         async with aiohttp.ClientSession(connector=connector) as session:
             publish_name = cfg.publish_broker
@@ -370,6 +480,10 @@ class Bridge:
                 )
                 runtime.on_identity = self._on_identity
                 self.chargers[runtime.id] = runtime
+            if publish_name:
+                self.links[publish_name].subscribe(
+                    bridge_info_topic(cfg.publish.base_topic), self._on_bridge_info
+                )
             if cfg.publish.home_assistant.enabled and publish_name:
                 self.links[publish_name].subscribe(
                     f"{cfg.publish.home_assistant.prefix}/status", self._on_ha_status
@@ -407,8 +521,8 @@ class Bridge:
                     await server.close()
                 for runtime in self.chargers.values():
                     await runtime.transport.close()
-        log.info("bridge.stopped")
-        return EXIT_OK
+        log.info("bridge.stopped", exit_code=self.exit_code)
+        return self.exit_code
 
     async def _notify_ready(self) -> None:
         if self.config.publish_broker:
@@ -428,10 +542,22 @@ class Bridge:
         log.info("bridge.stopping")
         self.notifier.notify("STOPPING=1")
         for link in self.links.values():
-            await link.close()
+            # A bridge that steps aside leaves the state topic to the one that runs; one
+            # that reloads comes straight back.
+            await link.close(offline=not (self.stepped_aside or self.reload_config))
         raise GracefulExit
 
 
 def main(config: Config) -> int:
-    logs.setup(config.log.level, config.log.format)
-    return asyncio.run(Bridge(config).run())
+    while True:
+        logs.setup(config.log.level, config.log.format)
+        bridge = Bridge(config)
+        try:
+            code = asyncio.run(bridge.run())
+        except Exception:
+            # Never die silently: systemd/Docker restart the bridge, the log says why.
+            log.exception("bridge.crashed")
+            return EXIT_ERROR
+        if bridge.reload_config is None:
+            return code
+        config = bridge.reload_config

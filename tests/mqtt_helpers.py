@@ -36,6 +36,12 @@ class Mosquitto:
             self.proc.kill()
             self.proc.wait(10)
 
+    def save(self) -> None:
+        """Write the persistence database now (mosquitto's SIGUSR1)."""
+        import signal
+
+        self.proc.send_signal(signal.SIGUSR1)
+
     def start(self) -> None:
         self.proc = _spawn(self.conf)
         _wait_port(self.host, self.port)
@@ -64,12 +70,25 @@ def _wait_port(host: str, port: int, timeout: float = 10) -> None:
 
 
 @contextlib.contextmanager
-def run_mosquitto(extra: str = "", port: int | None = None) -> Iterator[Mosquitto]:
+def run_mosquitto(
+    extra: str = "", port: int | None = None, *, persistence: bool = False
+) -> Iterator[Mosquitto]:
+    """A mosquitto on a free port. `persistence=True` is the Debian package's and the Home
+    Assistant add-on's default: sessions, queued QoS 1 messages and retained messages
+    survive a restart (saved on shutdown, on SIGUSR1, and every autosave_interval)."""
     with tempfile.TemporaryDirectory(prefix="goe-mosq-") as tmp:
         port = port or free_port()
         conf = Path(tmp) / "mosquitto.conf"
+        persist = (
+            f"persistence true\npersistence_location {tmp}/\nautosave_interval 3600\n"
+            if persistence
+            else "persistence false\n"
+        )
+        if persistence:
+            # mosquitto started as root drops to its own user, which must write the database
+            Path(tmp).chmod(0o777)
         conf.write_text(
-            f"listener {port} 127.0.0.1\npersistence false\nlog_dest stderr\n"
+            f"listener {port} 127.0.0.1\n{persist}log_dest stderr\n"
             + (extra or "allow_anonymous true\n")
         )
         broker = Mosquitto("127.0.0.1", port, _spawn(conf), conf)

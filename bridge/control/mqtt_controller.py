@@ -9,12 +9,11 @@ topics).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .. import logs
+from .. import jsontext, logs
 from ..goe.model import ApiVersion, Target
 from ..publish.fields import SETTABLE, Topics, result_payload
 from .base import Controller
@@ -36,31 +35,27 @@ def parse_bool(value: Any) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    raise Invalid(f"expected true/false (or 1/0, on/off), got {value!r}")
+    raise Invalid(f"expected true/false (or 1/0, on/off), got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """How a rejected value is quoted back: its repr, cut to a short excerpt."""
+    return jsontext.excerpt(repr(value))
 
 
 def parse_whole(value: Any) -> int:
     if isinstance(value, bool):
-        raise Invalid(f"expected a number, got {value!r}")
+        raise Invalid(f"expected a number, got {_shown(value)}")
     if isinstance(value, str):
         try:
-            value = float(value.strip())
+            value = jsontext.parse_number(value)  # ASCII digits only
         except ValueError:
-            raise Invalid(f"expected a number, got {value!r}") from None
+            raise Invalid(f"expected a number, got {_shown(value)}") from None
     if not isinstance(value, int | float) or not math.isfinite(value):
-        raise Invalid(f"expected a number, got {value!r}")
+        raise Invalid(f"expected a number, got {_shown(value)}")
     if not float(value).is_integer():
-        raise Invalid(f"expected whole amps, got {value!r}")
+        raise Invalid(f"expected whole amps, got {_shown(value)}")
     return int(value)
-
-
-def decode_payload(payload: bytes) -> Any:
-    """A command value: JSON when it parses, else the bare text (`on`, `16`)."""
-    text = payload.decode("utf-8", "strict").strip()
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 class MqttController(Controller):
@@ -77,6 +72,9 @@ class MqttController(Controller):
         self.topics = topics
         self.publish = publish
         self.intent: dict[str, Any] = {}
+        # A flood of commands is summarised in the log, not written line by line.
+        self.accepted = logs.Throttled(log, "info", "command.accepted")
+        self.rejections = logs.Throttled(log, "warning", "command.rejected")
 
     # ------------------------------------------------------------------ validation
 
@@ -92,12 +90,12 @@ class MqttController(Controller):
         if field == "phases":
             phases = parse_whole(value)
             if phases not in (1, 3):
-                raise Invalid(f"expected 1 or 3, got {value!r}")
+                raise Invalid(f"expected 1 or 3, got {_shown(value)}")
             if self.status is not None and self.status.api_version is ApiVersion.V1:
                 raise Invalid("API v1 chargers cannot switch phases")
             return phases
         settable = ", ".join(SETTABLE)
-        raise Invalid(f"unknown field {field!r}; settable: {settable}")
+        raise Invalid(f"unknown field {_shown(field)}; settable: {settable}")
 
     # ------------------------------------------------------------------ messages
 
@@ -110,9 +108,9 @@ class MqttController(Controller):
         self.publish(topic, b"", retain=True, remember=False)
         field = self.topics.set_field(topic)
         try:
-            value = decode_payload(payload)
-        except UnicodeDecodeError:
-            self._answer(False, field, None, "payload is not UTF-8 text")
+            value = jsontext.decode_command(payload)
+        except jsontext.BadPayload as exc:
+            self._answer(False, field, None, str(exc))
             return
         if field is None:
             self._handle_object(value)
@@ -139,7 +137,7 @@ class MqttController(Controller):
             try:
                 checked[field] = self.validate(str(field), item)
             except Invalid as exc:
-                errors.append(f"{field}: {exc}")
+                errors.append(f"{jsontext.excerpt(str(field))}: {exc}")
         if errors:
             self._answer(False, "set", value, "; ".join(errors))
             return
@@ -162,20 +160,10 @@ class MqttController(Controller):
 
     def _answer(self, ok: bool, field: str | None, value: Any, error: str | None) -> None:
         if not ok:
-            log.warning("command.rejected", charger=self.charger.key, field=field, error=error)
+            self.rejections.note(charger=self.charger.key, field=field, error=error)
         else:
-            log.info("command.accepted", charger=self.charger.key, field=field, value=value)
-        if not _json_safe(value):
-            value = repr(value)
+            self.accepted.note(charger=self.charger.key, field=field, value=value)
         self.publish(self.topics.result, result_payload(ok, field, value, error))
-
-
-def _json_safe(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def refuse(

@@ -4,7 +4,8 @@
 - Enable/disable goes out at once; current changes are spaced by `min_command_interval_s`
   and the last value wins (the plan is computed from the newest Target when the spacing
   allows a write, so intermediate values are never queued).
-- Phase switches at most once per `phase_switch_min_interval_s`, stopping first.
+- Phase switches at most once per `phase_switch_min_interval_s`, as `psm` alone (the go-e
+  pauses and resumes by itself; allow/stop is never touched by a switch).
 - Every write is verified (by the transport, then by the next read); a value that does not
   stick is retried at most twice with backoff, then `in_sync=false` is reported and the
   value is left alone until the Target or the charger changes.
@@ -70,6 +71,7 @@ class Reconciler:
         self.verify_after_s = verify_after_s
 
         self.target: Target | None = None
+        self.suspended = False  # another bridge serves this charger: write nothing
         self.status: ChargerStatus | None = None
         self.available = False
         self.in_sync: bool | None = None
@@ -110,7 +112,7 @@ class Reconciler:
     async def step(self) -> float | None:
         """One pass: write what is due; return when to look again (None = on news)."""
         target, status = self.target, self.status
-        if target is None or status is None or not self.available:
+        if target is None or status is None or not self.available or self.suspended:
             return None
         wanted = planning.plan(target, status, limit_a=self.limit_a, enable_mode=self.enable_mode)
         now = self.clock()
@@ -128,9 +130,12 @@ class Reconciler:
         if wanted.phases:
             due = self._last_phase_switch + self.phase_switch_min_interval_s
             if now >= due:
-                if status.charging:
-                    # Stop first; the charger pauses 10-30 s anyway (go-e API v2 #248).
-                    await self._write({"frc": 1})
+                # `psm` alone, never a stop first: the go-e runs its own pause and simulated
+                # unplug for the switch (modelStatus 23, about `psmd` = 10 s without current;
+                # go-e API v2 #248) and resumes by itself, which is what evcc relies on
+                # (charger/go-e.go writes psm=1/2 only). A stop written by us would have to
+                # be undone, and chargers were seen not to resume after `frc=1` (API v2
+                # #156): the charger then ends allowed exactly when it was allowed before.
                 if await self._write(wanted.phases):
                     self._last_phase_switch = now
             else:
@@ -141,7 +146,8 @@ class Reconciler:
             due = self._last_current_write + self.min_command_interval_s
             if now >= due:
                 if await self._write(wanted.current):
-                    self._last_current_write = now
+                    # from when the charger had it, so the spacing holds at the charger too
+                    self._last_current_write = self.clock()
             else:
                 next_look.append(due - now)
         for attempt in self._attempts.values():
@@ -166,7 +172,7 @@ class Reconciler:
             ):
                 continue  # given up, or still waiting for the read-back
             due[key] = value
-        if not due:
+        if not due or self.suspended:
             return False
         for key, value in due.items():
             previous = self._attempts.get(key)

@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .. import jsontext
 from .model import CAR_STATES, SECRET_KEYS, ApiVersion, CodecError
 
 NRG_LEN = 16
@@ -64,7 +65,8 @@ def as_int(payload: Mapping[str, Any], key: str) -> int | None:
         return int(value)
     if isinstance(value, str):
         text = value.strip()
-        if text.lstrip("-").isdigit():
+        # ASCII digits only: str.isdigit() also takes "²" and "١٦"
+        if text.lstrip("-").isascii() and text.lstrip("-").isdigit():
             return int(text)
     raise _bad(key, "an integer", value)
 
@@ -79,7 +81,7 @@ def as_number(payload: Mapping[str, Any], key: str) -> float | None:
         number = float(value)
     elif isinstance(value, str):
         try:
-            number = float(value.strip())
+            number = jsontext.parse_number(value)
         except ValueError:
             raise _bad(key, "a number", value) from None
     else:
@@ -130,7 +132,7 @@ def _element(key: str, index: int, item: Any) -> float:
     if isinstance(item, bool) or not isinstance(item, int | float | str):
         raise _bad(f"{key}[{index}]", "a number", item)
     try:
-        number = float(item)
+        number = jsontext.parse_number(item) if isinstance(item, str) else float(item)
     except ValueError:
         raise _bad(f"{key}[{index}]", "a number", item) from None
     if not math.isfinite(number):

@@ -16,6 +16,11 @@ from .transports.base import Transport
 
 log = logs.get("goe_bridge.poller")
 
+# In the first minutes of an outage a charger is probed at least every
+# max(poll interval, EARLY_RETRY_CAP_S): most outages are a WiFi drop or a reboot.
+EARLY_OUTAGE_S = 300.0
+EARLY_RETRY_CAP_S = 5.0
+
 
 class Poller:
     def __init__(
@@ -43,6 +48,17 @@ class Poller:
         self.last_ok: float | None = None  # monotonic
         self.last_latency_s: float | None = None
         self.last_error: str | None = None
+        self.outage_started = 0.0
+
+    def retry_delay(self, now: float) -> float:
+        """The wait before the next probe of a charger that did not answer: the poll
+        interval, growing with failures, but at most max(interval, 5 s) in the first
+        minutes of an outage, so a charger that is back (a WiFi drop, a reboot) is polled
+        again within about two intervals; longer outages back off to the cap."""
+        delay = max(self.interval_s, self.backoff.failure())
+        if now - self.outage_started < EARLY_OUTAGE_S:
+            delay = min(delay, max(self.interval_s, EARLY_RETRY_CAP_S))
+        return delay
 
     def poke(self) -> None:
         """Read again now (after a write, to verify it)."""
@@ -54,10 +70,12 @@ class Poller:
         try:
             status = await self.transport.read_status()
         except ChargerUnavailable as exc:
+            if self.failures == 0:
+                self.outage_started = started
             self.failures += 1
             self.failed_polls += 1
             self.last_error = str(exc)
-            delay = max(self.interval_s, self.backoff.failure())
+            delay = self.retry_delay(started)
             log.warning(
                 "charger.poll_failed",
                 charger=self.name,

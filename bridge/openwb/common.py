@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .. import logs
+from .. import jsontext, logs
 from ..control.base import Controller
 from ..goe.model import ChargerStatus, WireValue
 from ..mqtt.link import BrokerLink
@@ -31,17 +30,17 @@ class Invalid(ValueError):
 
 
 def decode_payload(payload: bytes) -> Any:
-    """openWB's `decode_payload`: JSON, falling back to the raw UTF-8 text."""
-    text = payload.decode("utf-8")
+    """openWB's `decode_payload`: JSON, falling back to the raw UTF-8 text; a payload over
+    the size limit, not UTF-8 or nested too deeply is Invalid."""
     try:
-        return json.loads(text)
-    except ValueError:
-        return text
+        return jsontext.decode_command(payload)
+    except jsontext.BadPayload as exc:
+        raise Invalid(str(exc)) from None
 
 
 def as_float(value: Any, low: float | None = None, high: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Invalid(f"expected a number, got {value!r}")
+        raise Invalid(f"expected a number, got {jsontext.excerpt(value)}")
     number = float(value)
     if not math.isfinite(number):
         raise Invalid(f"expected a finite number, got {value!r}")
@@ -53,7 +52,7 @@ def as_float(value: Any, low: float | None = None, high: float | None = None) ->
 def as_int(value: Any, low: int, high: int | None = None) -> int:
     # openWB's validator rejects 3.0 where it wants an int (openwb-protocol.md §3).
     if isinstance(value, bool) or not isinstance(value, int):
-        raise Invalid(f"expected an integer, got {value!r}")
+        raise Invalid(f"expected an integer, got {jsontext.excerpt(value)}")
     if value < low or (high is not None and value > high):
         raise Invalid(f"{value!r} is out of range {low}..{high if high is not None else ''}")
     return value
@@ -124,6 +123,6 @@ class OpenWBController(Controller):
             "openwb.rejected",
             charger=self.charger.key,
             topic=topic,
-            payload=payload[:80].decode("utf-8", "replace"),
+            payload=jsontext.excerpt(payload),
             reason=reason,
         )

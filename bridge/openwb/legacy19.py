@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import jsontext
 from ..goe.model import Target
 from . import mapping
 from .common import OpenWBController
@@ -28,15 +29,15 @@ class OpenWB19(OpenWBController):
         self.in_topic = f"openWB/lp/{lp}/AConfigured"
         self.out_prefix = f"openWB/set/lp/{lp}"
         self.current: float | None = None
-        self.link.subscribe(self.in_topic, self._on_current)
+        self.link.subscribe(self.in_topic, self._on_current, latest_only=True)
         self.link.subscribe(f"{self.out_prefix}/+", self._on_cleared)
 
     def _on_current(self, topic: str, payload: bytes, retain: bool) -> None:
-        text = payload.decode("utf-8", "replace").strip()
+        text = payload[: jsontext.MAX_PAYLOAD_BYTES].decode("utf-8", "replace").strip()
         if not text:
             return
         try:
-            current = float(text)
+            current = jsontext.parse_number(text)  # ASCII digits only, no nan/inf
         except ValueError:
             self.reject(topic, payload, "expected a number of amps as plain text")
             return

@@ -7,11 +7,11 @@ strings quoted (`"072246"`), power factors −1…1, frequency only within 40…
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .. import jsontext
 from ..goe.model import ApiVersion, ChargerStatus
 
 # openWB hardware counts a phase as in use above 3 A (openwb-protocol.md §4.3).
@@ -134,7 +134,7 @@ def new_rfid(status: ChargerStatus | None, state: MappingState) -> str | None:
 
 def encode(value: Any) -> str:
     """openWB 2.x wants JSON for every value (strings quoted)."""
-    return json.dumps(value, separators=(",", ":"))
+    return jsontext.dumps(value, separators=(",", ":"))
 
 
 def legacy19_values(status: ChargerStatus | None, unreachable: str | None) -> dict[str, str]:

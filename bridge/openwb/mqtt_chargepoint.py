@@ -38,8 +38,8 @@ class OpenWBMqttChargepoint(OpenWBController):
         self.current: float | None = None
         self.phases: int | None = None
         self.pending_rfid: str | None = None
-        self.link.subscribe(f"{self.in_prefix}/current", self._on_current)
-        self.link.subscribe(f"{self.in_prefix}/phases_to_use", self._on_phases)
+        self.link.subscribe(f"{self.in_prefix}/current", self._on_current, latest_only=True)
+        self.link.subscribe(f"{self.in_prefix}/phases_to_use", self._on_phases, latest_only=True)
         self.link.subscribe(self.rfid_topic, self._on_rfid)
 
     def _on_current(self, topic: str, payload: bytes, retain: bool) -> None:

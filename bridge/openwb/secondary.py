@@ -9,7 +9,11 @@ chargepoint type is "external openWB" pointing at the broker the bridge uses.
   A restarted bridge resumes from those retained values and never replays a stale command.
 - Publishes `openWB/internal_chargepoint/<d>/get/*` retained, so a primary that connects and
   reads for one second finds the complete set.
-- openWB's own rule: `heartbeat + 80 s < now` (and no heartbeat yet) → stop.
+- openWB's own rule: `heartbeat + 80 s < now` (and no heartbeat yet) → stop. Because that rule
+  compares the primary's clock with ours, the bridge also measures liveness on its own
+  monotonic clock: no new (changed) heartbeat for 80 s → stop, whatever the timestamps say; a
+  heartbeat more than HEARTBEAT_FUTURE_TOLERANCE_S ahead of our clock is rejected, so a
+  forged or clock-jumped heartbeat cannot keep a car charging.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from . import mapping
 from .common import Invalid, OpenWBController, RetainedValues, as_float, as_int, decode_payload
 
 HEARTBEAT_TIMEOUT_S = 80.0  # internal_chargepoint_handler.py _check_heartbeat_expired
+# A heartbeat this far ahead of our clock is not believed (primary and bridge both run NTP;
+# a few seconds of skew are normal, minutes are a broken clock or a forged message).
+HEARTBEAT_FUTURE_TOLERANCE_S = 30.0
 # Retained state arrives right after subscribing; decide nothing before it had time to
 # (openWB reads retained values for one second the same way).
 RESUME_WINDOW_S = 1.5
@@ -37,6 +44,11 @@ class OpenWBSecondary(OpenWBController):
         self.duo = self.charger.control.duo_num
         self.timeout_s = HEARTBEAT_TIMEOUT_S  # openWB's rule, not configurable
         self.heartbeat: float | None = None
+        # monotonic time a heartbeat with a new value last arrived; the grace period for a
+        # resumed heartbeat starts when the adapter starts
+        self.heartbeat_changed_at: float | None = None
+        self.started_at = self.clock()
+        self.future_heartbeats = 0
         self.parent_ip: str | None = None
         self.set_current = 0.0
         self.phases_to_use = 0
@@ -49,9 +61,9 @@ class OpenWBSecondary(OpenWBController):
         self.get_prefix = f"openWB/internal_chargepoint/{self.duo}/get"
         self.data_prefix = f"openWB/internal_chargepoint/{self.duo}/data"
         sub = self.link.subscribe
-        sub("openWB/set/internal_chargepoint/global_data", self._on_set)
-        sub(f"openWB/set/internal_chargepoint/{self.duo}/data/+", self._on_set)
-        sub("openWB/set/internal_chargepoint/last_tag", self._on_set)
+        sub("openWB/set/internal_chargepoint/global_data", self._on_set, command=True)
+        sub(f"openWB/set/internal_chargepoint/{self.duo}/data/+", self._on_set, command=True)
+        sub("openWB/set/internal_chargepoint/last_tag", self._on_set, command=True)
         sub("openWB/set/isss/#", self._on_isss)
         # our own retained state, to resume after a restart
         sub("openWB/internal_chargepoint/global_data", self._on_resume)
@@ -67,6 +79,8 @@ class OpenWBSecondary(OpenWBController):
         key = topic.rsplit("/", 1)[1]
         try:
             value = self._validate(key, decode_payload(payload))
+            if key == "global_data":
+                self._check_not_future(value["heartbeat"])
         except (Invalid, UnicodeDecodeError) as exc:
             self.reject(topic, payload, str(exc))
             return
@@ -83,6 +97,8 @@ class OpenWBSecondary(OpenWBController):
         key = topic.rsplit("/", 1)[1]
         try:
             value = self._validate(key, decode_payload(payload))
+            if key == "global_data":
+                self._check_not_future(value["heartbeat"])
         except (Invalid, UnicodeDecodeError):
             return
         if key == "trigger_phase_switch":
@@ -124,12 +140,22 @@ class OpenWBSecondary(OpenWBController):
             return value
         raise Invalid(f"unknown topic {key!r}")
 
+    def _check_not_future(self, heartbeat: float) -> None:
+        ahead = heartbeat - self.wall_clock()
+        if ahead > HEARTBEAT_FUTURE_TOLERANCE_S:
+            self.future_heartbeats += 1
+            raise Invalid(
+                f"heartbeat is {ahead:.0f} s ahead of this machine's clock (more than "
+                f"{HEARTBEAT_FUTURE_TOLERANCE_S:.0f} s): check NTP on the primary and here"
+            )
+
     def _apply(self, key: str, value: Any, *, fresh: bool) -> None:
         if key == "global_data":
+            if fresh and value["heartbeat"] != self.heartbeat:
+                # Only a heartbeat that moves is a sign of life; a repeated one is not.
+                self.heartbeat_changed_at = self.last_heard = self.clock()
             self.heartbeat = value["heartbeat"]
             self.parent_ip = value["parent_ip"]
-            if fresh:
-                self.last_heard = self.clock()
         elif key == "set_current":
             self.set_current = value
         elif key == "phases_to_use":
@@ -174,8 +200,13 @@ class OpenWBSecondary(OpenWBController):
     # ------------------------------------------------------------------ target
 
     def heartbeat_expired(self, now: float | None = None) -> bool:
+        """openWB's rule on the primary's timestamps, and the same 80 s on our own
+        monotonic clock since a heartbeat last changed (or since start, for a resumed one)."""
         now = self.wall_clock() if now is None else now
-        return self.heartbeat is None or self.heartbeat + HEARTBEAT_TIMEOUT_S < now
+        if self.heartbeat is None or self.heartbeat + HEARTBEAT_TIMEOUT_S < now:
+            return True
+        alive_since = self.heartbeat_changed_at or self.started_at
+        return self.clock() - alive_since > HEARTBEAT_TIMEOUT_S
 
     def update(self) -> None:
         if not self.resumed:
@@ -199,6 +230,7 @@ class OpenWBSecondary(OpenWBController):
     async def run(self) -> None:
         await self.link.connected.wait()
         await asyncio.sleep(RESUME_WINDOW_S)
+        self.started_at = self.clock()
         self.resumed = True
         while True:
             self.update()

@@ -6,12 +6,12 @@ Every topic string of the generic namespace is built here.
 from __future__ import annotations
 
 import functools
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import jsontext
 from ..goe.model import ChargerStatus
 
 # Settable fields, and on which API versions.
@@ -59,7 +59,7 @@ def scalar(value: Any) -> str:
         return value
     if value is None:
         return ""
-    return json.dumps(value, separators=(",", ":"))
+    return jsontext.dumps(value, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +131,7 @@ class FieldPublisher:
             for key, value in status.raw.items():
                 if "/" in key or "+" in key or "#" in key:
                     continue
-                text = json.dumps(value, separators=(",", ":"))
+                text = jsontext.dumps(value, separators=(",", ":"))
                 if full or self._raw_sent.get(key) != text:
                     self._raw_sent[key] = text
                     out.append((self.topics.raw(key), text))
@@ -172,7 +172,10 @@ def control_messages(topics: Topics, state: Mapping[str, Any]) -> list[tuple[str
 
 
 def result_payload(ok: bool, field_name: str | None, value: Any, error: str | None) -> str:
-    return json.dumps(
+    """One command's answer. A rejected value is echoed as a short excerpt only."""
+    if not ok and value is not None and not isinstance(value, bool | int | float):
+        value = jsontext.excerpt(value)
+    return jsontext.dumps(
         {"ok": ok, "field": field_name, "value": value, "error": error},
         separators=(",", ":"),
     )

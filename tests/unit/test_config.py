@@ -177,7 +177,7 @@ def test_secrets_from_files_are_masked(tmp_path: Path) -> None:
 
 def test_config_with_secrets_readable_by_others_warns(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text("brokers: {home: {password: hunter2}}\n")
+    path.write_text("brokers: {home: {username: u, password: hunter2}}\n")
     path.chmod(0o644)
     cfg = config.load(path, env={})
     assert len(cfg.warnings) == 1 and "chmod 600" in cfg.warnings[0]

@@ -58,7 +58,8 @@ class RecordingLink:
                 remember: bool = True) -> None:  # fmt: skip
         self.published.append((topic, payload, retain))
 
-    def subscribe(self, pattern: str, handler: Callable[[str, bytes, bool], None]) -> None:
+    def subscribe(self, pattern: str, handler: Callable[[str, bytes, bool], None],
+                  **options: bool) -> None:  # fmt: skip
         self.handlers[pattern] = handler
 
 

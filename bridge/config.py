@@ -191,7 +191,8 @@ class ControlConfig:
     legacy_topics: bool = False
     enable_mode: Literal["force", "neutral"] = "force"
     min_command_interval_s: float = field(default=5, metadata=meta(min=0))
-    phase_switch_min_interval_s: float = field(default=300, metadata=meta(min=0))
+    # None = the source's default: 300 s for `mqtt`, none for openWB (it times its own)
+    phase_switch_min_interval_s: float | None = field(default=None, metadata=meta(min=0))
     failsafe: FailsafeConfig = field(default_factory=FailsafeConfig)
 
 

@@ -32,7 +32,7 @@ from .config import load as load_config
 from .control.base import Controller
 from .control.mqtt_controller import MqttController, refuse
 from .control.reconciler import Reconciler
-from .goe.model import ChargerError, ChargerStatus, WireValue
+from .goe.model import ChargerStatus, WireValue
 from .goe.plausibility import Plausibility
 from .goe.poller import Poller
 from .goe.transports.base import Transport
@@ -113,6 +113,16 @@ def make_transport(
     )
 
 
+def phase_switch_interval(cfg: ChargerConfig) -> float:
+    """The phase-switch rate guard: as configured, else 300 s for the generic `mqtt` source
+    and none for openWB, which times its own switches (it checks about 40 s after commanding
+    one and counts it as failed otherwise, control/ev/ev_template.py)."""
+    configured = cfg.control.phase_switch_min_interval_s
+    if configured is not None:
+        return configured
+    return 300.0 if cfg.control.source == "mqtt" else 0.0
+
+
 def poll_interval(cfg: ChargerConfig) -> float:
     conn = cfg.connection
     if isinstance(conn, CloudConnection) and conn.poll_interval_s is None:
@@ -145,7 +155,6 @@ class ChargerRuntime:
         self.control_state: dict[str, Any] = {"source": cfg.control.source}
         self.commands: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
         self.on_identity: Callable[[], None] = lambda: None
-        self._actions: set[asyncio.Task[None]] = set()
         interval = poll_interval(cfg)
         conn = cfg.connection
         if isinstance(conn, CloudConnection) and conn.api == "v1" and interval < 107:
@@ -169,7 +178,7 @@ class ChargerRuntime:
             limit_a=cfg.limits.max_current_a,
             enable_mode=cfg.control.enable_mode,
             min_command_interval_s=cfg.control.min_command_interval_s,
-            phase_switch_min_interval_s=cfg.control.phase_switch_min_interval_s,
+            phase_switch_min_interval_s=phase_switch_interval(cfg),
             request_read=(lambda: None) if transport.push else self.poller.poke,
             on_state=self.on_control_state,
             on_write=self.on_write,
@@ -180,17 +189,17 @@ class ChargerRuntime:
         source = self.cfg.control.source
         adapter = OPENWB_ADAPTERS.get(source)
         if adapter is not None:
-            controller: Controller = adapter(
+            adapted = adapter(
                 self.cfg,
                 on_target=self.reconciler.set_target,
                 on_state=self.on_control_state,
                 link=self.control_link,
-                on_action=self.on_action,
             )
+            adapted.phase_switch_wait = self.reconciler.phase_switch_wait
             self._refuse_generic(source)
-            return controller
+            return adapted
         if source == "mqtt":
-            controller = MqttController(
+            mqtt_controller = MqttController(
                 self.cfg,
                 on_target=self.reconciler.set_target,
                 on_state=self.on_control_state,
@@ -198,8 +207,8 @@ class ChargerRuntime:
                 publish=self.control_link.publish,
             )
             for pattern in (self.topics.set(), self.topics.set("+")):
-                self.control_link.subscribe(pattern, controller.handle, command=True)
-            return controller
+                self.control_link.subscribe(pattern, mqtt_controller.handle, command=True)
+            return mqtt_controller
         self._refuse_generic(source)
         return None
 
@@ -217,23 +226,6 @@ class ChargerRuntime:
     def suspend(self) -> None:
         """Write nothing more to the charger (another bridge serves it)."""
         self.reconciler.suspended = True
-
-    def on_action(self, changes: Mapping[str, WireValue]) -> None:
-        if self.reconciler.suspended:
-            return
-        """A one-off write outside the Target (openWB's CP interruption → go-e `su`)."""
-        task = asyncio.get_running_loop().create_task(
-            self._action(dict(changes)), name=f"action-{self.id}"
-        )
-        self._actions.add(task)
-        task.add_done_callback(self._actions.discard)
-
-    async def _action(self, changes: dict[str, WireValue]) -> None:
-        try:
-            await self.transport.write(changes)
-            log.info("charger.action", charger=self.id, **changes)
-        except ChargerError as exc:
-            log.warning("charger.action_failed", charger=self.id, error=str(exc), **changes)
 
     # ------------------------------------------------------------------ events
 
@@ -275,6 +267,8 @@ class ChargerRuntime:
             self.link.publish(topic, payload, retain=True)
 
     def on_write(self, key: str, value: WireValue, error: str | None) -> None:
+        if error is None and isinstance(self.controller, OpenWBController):
+            self.controller.on_charger_write(key, value)
         self.commands.append(
             {"at": time.time(), "key": key, "value": value, "ok": error is None, "error": error}
         )

@@ -227,6 +227,16 @@ class Reconciler:
             self.in_sync = in_sync
             self.on_state({"in_sync": in_sync})
 
+    def phase_switch_wait(self) -> float | None:
+        """Seconds a wanted phase switch still waits for the rate guard (None: none waits)."""
+        target, status = self.target, self.status
+        if target is None or target.phases is None or status is None:
+            return None
+        if status.phases == target.phases:
+            return None
+        wait = self._last_phase_switch + self.phase_switch_min_interval_s - self.clock()
+        return wait if wait > 0 else None
+
     @property
     def gave_up(self) -> bool:
         return any(a.count >= MAX_ATTEMPTS for a in self._attempts.values())

@@ -52,12 +52,15 @@ class Poller:
 
     def retry_delay(self, now: float) -> float:
         """The wait before the next probe of a charger that did not answer: the poll
-        interval, growing with failures, but at most max(interval, 5 s) in the first
-        minutes of an outage, so a charger that is back (a WiFi drop, a reboot) is polled
-        again within about two intervals; longer outages back off to the cap."""
+        interval, growing with failures, but in the first minutes of an outage at most two
+        intervals and never past max(interval, 5 s), so a charger that is back (a WiFi drop,
+        a reboot) is polled again within about two intervals; longer outages back off to
+        the cap."""
         delay = max(self.interval_s, self.backoff.failure())
         if now - self.outage_started < EARLY_OUTAGE_S:
-            delay = min(delay, max(self.interval_s, EARLY_RETRY_CAP_S))
+            # two intervals, but never past max(interval, 5 s)
+            cap = max(self.interval_s, min(EARLY_RETRY_CAP_S, 2 * self.interval_s))
+            delay = min(delay, cap)
         return delay
 
     def poke(self) -> None:

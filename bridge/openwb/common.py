@@ -11,6 +11,7 @@ from .. import jsontext, logs
 from ..control.base import Controller
 from ..goe.model import ChargerStatus, WireValue
 from ..mqtt.link import BrokerLink
+from . import mapping
 
 log = logs.get("goe_bridge.openwb")
 
@@ -23,6 +24,11 @@ USAGE_TERMS_NOTICE = (
     "Emulieren von openWB Hardware - auch zu Testzwecken - untersagt.' Check the terms for "
     "your setup."
 )
+
+
+# A go-e phase switch: about psmd (10 s) without current, then the car starts again
+# (goe-api.md §4, go-e API v2 #248); the plug state is held at most this long.
+PHASE_SWITCH_HOLD_S = 45.0
 
 
 class Invalid(ValueError):
@@ -88,16 +94,19 @@ class OpenWBController(Controller):
         self,
         *args: Any,
         link: BrokerLink,
-        on_action: Callable[[Mapping[str, WireValue]], None] = lambda changes: None,
         wall_clock: Callable[[], float] = time.time,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.link = link
-        self.on_action = on_action
         self.wall_clock = wall_clock
         self.unreachable: str | None = "no status yet"
         self.rejected = 0
+        self.map_state = mapping.MappingState()
+        # set by the runtime: how long a requested phase switch still waits (rate guard)
+        self.phase_switch_wait: Callable[[], float | None] = lambda: None
+        # the phase count being switched to, while the switch runs
+        self.switching_to: int | None = None
         log.warning(
             "openwb.usage_terms",
             charger=self.charger.key,
@@ -107,12 +116,36 @@ class OpenWBController(Controller):
 
     def on_status(self, status: ChargerStatus) -> None:
         super().on_status(status)
+        if (
+            self.switching_to is not None
+            and status.phases == self.switching_to
+            and (status.charging or not status.plugged)
+        ):
+            # the switch is over: the charger shows the new phases and charges again
+            self.switching_to = None
+            self.map_state.hold_plug_until = 0.0
+        if self.unreachable is not None:
+            self.map_state.error_since = None
         self.unreachable = None
         self.publish_values()
 
     def on_unavailable(self, reason: str) -> None:
+        if self.map_state.error_since is None:
+            self.map_state.error_since = round(self.wall_clock(), 3)
         self.unreachable = reason
         self.publish_values()
+
+    def on_charger_write(self, key: str, value: WireValue) -> None:
+        """A value reached the charger. A phase switch (`psm`) runs now: hold the plug
+        state for as long as it runs (openWB: phase_switch_cp_active), at most
+        PHASE_SWITCH_HOLD_S."""
+        if key == "psm":
+            self.switching_to = {1: 1, 2: 3}.get(value) if isinstance(value, int) else None
+            self.hold_plug(PHASE_SWITCH_HOLD_S)
+
+    def hold_plug(self, seconds: float) -> None:
+        self.map_state.hold_plug_until = max(self.map_state.hold_plug_until,
+                                             self.clock() + seconds)  # fmt: skip
 
     def publish_values(self) -> None:
         """Send the chargepoint's values to openWB (each adapter its own way)."""

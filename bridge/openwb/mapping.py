@@ -25,12 +25,23 @@ REQUIRED_MQTT = ("currents", "power", "plug_state", "charge_state", "phases_in_u
 
 @dataclass(slots=True)
 class MappingState:
-    """What the mapping must remember between statuses."""
+    """What the mapping must remember between statuses, as openWB's own secondary does
+    (packages/modules/internal_chargepoint_handler/chargepoint_module.py: old_plug_state,
+    old_phases_in_use, old_chargepoint_state)."""
 
-    phases_in_use: int = 0
+    # the secondary starts at 1 (or its retained value) and keeps the last value while no
+    # phase carries more than 3 A
+    phases_in_use: int = 1
     plug_state: bool = False
-    last_rfid: str | None = None
-    hold_plug_until: float = 0.0  # during a phase switch the plug state is held
+    imported: float | None = None  # last known lifetime energy; unknown = not published
+    # RFID: the card the charger reports, and what openWB is shown (None after its clear)
+    seen_card: str | None = None
+    rfid: str | None = None
+    rfid_timestamp: float | None = None
+    # While a phase switch or CP interruption runs, the plug state is held at its value from
+    # before (openWB: `phase_switch_cp_active` keeps `old_plug_state`).
+    hold_plug_until: float = 0.0
+    error_since: float | None = None  # wall clock, for error_timestamp
 
 
 def _num(value: float | None) -> float:
@@ -59,34 +70,44 @@ def chargepoint_values(
     unreachable: str | None = None,
     now: float = 0.0,
 ) -> dict[str, Any]:
-    """The values openWB reads from a chargepoint, as Python values ready for json.dumps."""
+    """The values openWB reads from a chargepoint, as Python values ready for json.dumps
+    (None is published as null; a key left out is not published)."""
     fault_state, fault_str = fault(status, unreachable)
+    holding = now < state.hold_plug_until
     if status is None or unreachable is not None:
-        # openwb-protocol.md §11.10: stale data is invisible to openWB, so make the loss
-        # explicit instead of freezing the last values.
-        return {
+        # As openWB's secondary reports a chargepoint it cannot read (chargepoint_module.py,
+        # error_counter_exceeded): the last plug state (a false unplug edge would make openWB
+        # close the session, reset the RFID and lock the chargepoint), no charging, zero
+        # currents and power, the last phases in use, the counter untouched, and every
+        # measurement at its "no data" default instead of frozen at its last value.
+        values: dict[str, Any] = {
             "power": 0.0,
             "currents": [0.0, 0.0, 0.0],
             "powers": [0.0, 0.0, 0.0],
-            "imported": _num(status.energy_total_wh) if status else 0.0,
+            "voltages": [230.0, 230.0, 230.0],
+            "power_factors": [0.0, 0.0, 0.0],
+            "frequency": 50.0,
             "exported": 0.0,
             "phases_in_use": state.phases_in_use,
-            "plug_state": False,
+            "plug_state": state.plug_state,
             "charge_state": False,
             "fault_state": fault_state,
             "fault_str": fault_str,
-            "evse_current": 0.0,
+            "evse_current": None,
+            "max_evse_current": None,
         }
+        if state.imported is not None:
+            values["imported"] = state.imported
+        return values
     currents = _three(status, "current_l{}_a")
-    charging = bool(status.charging)
     above = sum(1 for c in currents if c > PHASE_THRESHOLD_A)
     if above:
         state.phases_in_use = above  # keep the last value while not charging (openWB's rule)
-    if status.car in (1, 2, 3, 4):
+    if status.car in (1, 2, 3, 4) and not holding:
         state.plug_state = status.car in (2, 3, 4)
-    if now < state.hold_plug_until:
-        state.plug_state = True
-    values: dict[str, Any] = {
+    if status.energy_total_wh is not None:
+        state.imported = max(0.0, _num(status.energy_total_wh))
+    values = {
         "power": _num(status.power_w),
         "currents": currents,
         "voltages": [min(500.0, max(0.0, v)) for v in _three(status, "voltage_l{}_v")],
@@ -94,19 +115,24 @@ def chargepoint_values(
         "power_factors": [
             max(-1.0, min(1.0, round(p / 100, 4))) for p in _three(status, "power_factor_l{}_pct")
         ],
-        "imported": max(0.0, _num(status.energy_total_wh)),
         "exported": 0.0,
         "phases_in_use": int(state.phases_in_use),
         "plug_state": state.plug_state,
-        "charge_state": charging,
+        "charge_state": bool(status.charging),
         "fault_state": fault_state,
         "fault_str": fault_str,
         "evse_current": _evse_current(status),
+        "frequency": (
+            round(status.frequency_hz, 2)
+            if status.frequency_hz is not None and 40 <= status.frequency_hz <= 60
+            else 50.0
+        ),
+        "max_evse_current": (
+            float(status.max_current_a) if status.max_current_a is not None else None
+        ),
     }
-    if status.frequency_hz is not None and 40 <= status.frequency_hz <= 60:
-        values["frequency"] = round(status.frequency_hz, 2)
-    if status.max_current_a is not None:
-        values["max_evse_current"] = float(status.max_current_a)
+    if state.imported is not None:
+        values["imported"] = state.imported
     if status.serial:
         values["serial_number"] = str(status.serial)
     return values
@@ -121,15 +147,25 @@ def _evse_current(status: ChargerStatus) -> float:
     return 0.0
 
 
-def new_rfid(status: ChargerStatus | None, state: MappingState) -> str | None:
-    """A card seen for the first time this session (sent once per scan)."""
+def update_rfid(status: ChargerStatus | None, state: MappingState, wall_now: float) -> bool:
+    """Follow the card the charger reports: a card seen anew (a scan) becomes `rfid`, with
+    its timestamp; openWB's clear (`clear_rfid`) sets `rfid` back to None until the next scan.
+    True when `rfid` changed."""
     card = status.rfid_card if status else None
-    if card and card != state.last_rfid:
-        state.last_rfid = card
-        return card
     if not card:
-        state.last_rfid = None
-    return None
+        state.seen_card = None  # the session ended: the same card again is a new scan
+        return False
+    if card == state.seen_card:
+        return False
+    state.seen_card = card
+    state.rfid = card
+    state.rfid_timestamp = round(wall_now, 3)
+    return True
+
+
+def clear_rfid(state: MappingState) -> None:
+    state.rfid = None
+    state.rfid_timestamp = None
 
 
 def encode(value: Any) -> str:
@@ -162,8 +198,14 @@ def legacy19_values(status: ChargerStatus | None, unreachable: str | None) -> di
 
 def validate_values(values: Mapping[str, Any], required: tuple[str, ...]) -> list[str]:
     """The checks openWB's validator makes on chargepoint get values; [] when all pass."""
-    problems = [f"{key}: missing" for key in required if key not in values]
+    # openWB accepts a missing value when the chargepoint reports fault_state 2
+    # (external_openwb/chargepoint_module.py get_values)
+    faulted = values.get("fault_state") == 2
+    problems = [] if faulted else [f"{key}: missing" for key in required if key not in values]
     for key, value in values.items():
+        if value is None and key in ("evse_current", "max_evse_current", "error_timestamp",
+                                     "rfid", "vehicle_id"):  # fmt: skip
+            continue
         if key in ("currents", "voltages", "powers", "power_factors"):
             if not (isinstance(value, list) and len(value) == 3):
                 problems.append(f"{key}: expected a list of three numbers")
@@ -188,6 +230,7 @@ def validate_values(values: Mapping[str, Any], required: tuple[str, ...]) -> lis
                 problems.append(f"{key}: must be >= 0")
             elif key == "frequency" and not 40 <= value <= 60:
                 problems.append(f"{key}: out of 40..60")
-        elif key in ("fault_str", "serial_number", "rfid") and not isinstance(value, str):
+        elif key in ("fault_str", "serial_number", "rfid", "version", "current_branch",
+                     "current_commit") and not isinstance(value, str):  # fmt: skip
             problems.append(f"{key}: expected a string")
     return problems

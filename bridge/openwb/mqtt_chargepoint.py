@@ -34,10 +34,8 @@ class OpenWBMqttChargepoint(OpenWBController):
             self.in_prefix = f"openWB/mqtt/chargepoint/{cp}/set"
             self.out_prefix = f"openWB/set/mqtt/chargepoint/{cp}/get"
             self.rfid_topic = f"openWB/mqtt/chargepoint/{cp}/get/rfid"
-        self.map_state = mapping.MappingState()
         self.current: float | None = None
         self.phases: int | None = None
-        self.pending_rfid: str | None = None
         self.link.subscribe(f"{self.in_prefix}/current", self._on_current, latest_only=True)
         self.link.subscribe(f"{self.in_prefix}/phases_to_use", self._on_phases, latest_only=True)
         self.link.subscribe(self.rfid_topic, self._on_rfid)
@@ -67,15 +65,19 @@ class OpenWBMqttChargepoint(OpenWBController):
         if self.status is not None and self.status.api_version is ApiVersion.V1:
             self.reject(topic, payload, "phase switching is not supported by API v1 chargers")
             return
+        # openWB publishes set/phases_to_use whenever its module starts (every openWB start)
+        # and on each switch_phases (modules/chargepoints/mqtt/chargepoint_module.py): a
+        # request for the phases the charger already has writes nothing and holds nothing;
+        # the plug state is held only once `psm` is written (on_charger_write).
         self.phases = phases
-        self.map_state.hold_plug_until = self.clock() + 30.0
         if self.current is not None:
             self._update()
 
     def _on_rfid(self, topic: str, payload: bytes, retain: bool) -> None:
-        # openWB clears a scanned tag by publishing "" here (§5.2)
-        if payload in (b"", b'""'):
-            self.pending_rfid = None
+        # openWB clears a scanned tag by publishing "" here (clear_rfid in
+        # modules/chargepoints/mqtt/chargepoint_module.py); our own values echo here too
+        if payload in (b"", b'""', b"null"):
+            mapping.clear_rfid(self.map_state)
 
     def _update(self) -> None:
         assert self.current is not None
@@ -92,9 +94,12 @@ class OpenWBMqttChargepoint(OpenWBController):
         # fault_state/fault_str are not read for MQTT chargepoints (§5.1)
         values.pop("fault_state", None)
         values.pop("fault_str", None)
-        card = mapping.new_rfid(self.status, self.map_state)
-        if card is not None:
-            values["rfid"] = card  # once per scan
+        mapping.update_rfid(self.status, self.map_state, self.wall_clock())
+        values["rfid"] = self.map_state.rfid  # every cycle; null after openWB's clear
+        if self.map_state.rfid_timestamp is not None:
+            values["rfid_timestamp"] = self.map_state.rfid_timestamp
         for key, value in values.items():
+            if value is None and key != "rfid":
+                continue  # setdata rejects null for numbers: the value is just not sent
             self.link.publish(f"{self.out_prefix}/{key}", mapping.encode(value), retain=True,
                               remember=False)  # fmt: skip

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from .. import __version__
 from ..goe.model import ApiVersion, Target
 from . import mapping
 from .common import Invalid, OpenWBController, RetainedValues, as_float, as_int, decode_payload
@@ -32,7 +33,6 @@ HEARTBEAT_FUTURE_TOLERANCE_S = 30.0
 # Retained state arrives right after subscribing; decide nothing before it had time to
 # (openWB reads retained values for one second the same way).
 RESUME_WINDOW_S = 1.5
-PHASE_SWITCH_HOLD_S = 30.0  # plug state held while the charger switches (≈ 10-30 s)
 UNSUPPORTED_WARNING_S = 300.0
 
 
@@ -55,8 +55,8 @@ class OpenWBSecondary(OpenWBController):
         self.parent_cp: str | None = None
         self.pending_phases: int | None = None
         self.warning: tuple[str, float] | None = None
+        self.interrupt_until = 0.0
         self.resumed = False
-        self.map_state = mapping.MappingState()
         self.values = RetainedValues(self.link.publish)
         self.get_prefix = f"openWB/internal_chargepoint/{self.duo}/get"
         self.data_prefix = f"openWB/internal_chargepoint/{self.duo}/data"
@@ -68,6 +68,7 @@ class OpenWBSecondary(OpenWBController):
         # our own retained state, to resume after a restart
         sub("openWB/internal_chargepoint/global_data", self._on_resume)
         sub(f"{self.data_prefix}/+", self._on_resume)
+        sub(f"{self.get_prefix}/phases_in_use", self._on_resume_phases)
 
     # ------------------------------------------------------------------ inbound
 
@@ -104,6 +105,16 @@ class OpenWBSecondary(OpenWBController):
         if key == "trigger_phase_switch":
             return  # a phase switch is a one-off request, never resumed
         self._apply(key, value, fresh=False)
+
+    def _on_resume_phases(self, topic: str, payload: bytes, retain: bool) -> None:
+        # like openWB's secondary after a restart: phases_in_use continues from its retained
+        # value (chargepoint_module.py subscribes to its own get/phases_in_use)
+        if self.resumed or self.status is not None:
+            return
+        try:
+            self.map_state.phases_in_use = as_int(decode_payload(payload), 1, 3)
+        except (Invalid, UnicodeDecodeError):
+            return
 
     def _on_isss(self, topic: str, payload: bytes, retain: bool) -> None:
         # 1.9-style topics a 2.x primary sends in parallel (§4.6): a 2.x secondary ignores
@@ -169,33 +180,42 @@ class OpenWBSecondary(OpenWBController):
         elif key == "parent_cp":
             self.parent_cp = value
         elif key == "last_tag" and value is None:
-            self.map_state.last_rfid = None
+            # the primary's clear_rfid: the tag is gone from get/rfid until the next scan
+            mapping.clear_rfid(self.map_state)
+            self.publish_values()
         self.update()
+
+    def _warn(self, text: str) -> None:
+        self.warning = (text, self.clock() + UNSUPPORTED_WARNING_S)
+        self.publish_values()
 
     def _phase_switch(self) -> None:
         # the handler resets the trigger right after starting the switch (§4.5)
         self.link.publish(f"{self.data_prefix}/trigger_phase_switch", "false", retain=True)
         if self.status is not None and self.status.api_version is ApiVersion.V1:
-            self.warning = (
-                "Phasenumschaltung wird von diesem go-e (API v1) nicht unterstützt",
-                self.clock() + UNSUPPORTED_WARNING_S,
-            )
+            # openWB counts the switch as failed after ~40 s (control/ev/ev_template.py);
+            # it must learn why, not wait in silence
+            self._warn("Phasenumschaltung wird von diesem go-e (API v1) nicht unterstützt")
             return
         if self.phases_to_use in (1, 3):
+            # openWB times its own switches: carried out at once (no rate guard for openWB
+            # sources), the plug state held from the moment `psm` is written
             self.pending_phases = self.phases_to_use
-            self.map_state.hold_plug_until = self.clock() + PHASE_SWITCH_HOLD_S
 
     def _interrupt(self, seconds: int) -> None:
-        if self.status is not None and self.status.api_version is ApiVersion.V2:
-            # go-e `su` simulates unplugging (apikeys-en.md; its exact timing is
-            # UNCONFIRMED, goe-api.md §3.1).
-            self.on_action({"su": True})
-        else:
-            self.warning = (
-                "CP-Unterbrechung wird von diesem go-e (API v1) nicht unterstützt",
-                self.clock() + UNSUPPORTED_WARNING_S,
-            )
+        """openWB asks for a control-pilot interruption (to wake a car that does not start).
+
+        go-e has no command for it: `su` ("simulate unplugging") is a stored car-compatibility
+        setting (go-e apikeys-en.md `su | R/W | bool | Config`; marq24/ha-goecharger-api2
+        exposes it as a select, evcc's go-e template tells users to switch it on) and must
+        never be changed as a side effect. The closest thing the API offers is done instead:
+        charging stops for the requested duration and resumes, with the plug state held (as
+        openWB's secondary does during its interruption), and openWB is told by a warning."""
         self.link.publish(f"{self.data_prefix}/cp_interruption_duration", "0", retain=True)
+        self.interrupt_until = self.clock() + seconds
+        self.hold_plug(seconds + 5)
+        self._warn(f"CP-Unterbrechung: go-e hat dafür keinen Befehl; Ladung {seconds} s pausiert")
+        self.update()
 
     # ------------------------------------------------------------------ target
 
@@ -217,6 +237,8 @@ class OpenWBSecondary(OpenWBController):
             self.on_state({"failsafe_active": expired})
         if expired:
             target = Target(allow=False)
+        elif self.clock() < self.interrupt_until:
+            target = Target(allow=False, phases=self.pending_phases)
         elif self.set_current >= 6:
             target = Target(allow=True, current_a=self.set_current, phases=self.pending_phases)
         else:
@@ -242,13 +264,24 @@ class OpenWBSecondary(OpenWBController):
         values = mapping.chargepoint_values(
             self.status, self.map_state, unreachable=self.unreachable, now=self.clock()
         )
-        if self.warning and self.clock() < self.warning[1] and values["fault_state"] == 0:
+        wait = self.phase_switch_wait() if self.pending_phases is not None else None
+        if wait and values["fault_state"] == 0:
+            values["fault_state"] = 1
+            values["fault_str"] = f"Phasenumschaltung zurückgestellt, noch {wait:.0f} s"
+        elif self.warning and self.clock() < self.warning[1] and values["fault_state"] == 0:
             values["fault_state"] = 1
             values["fault_str"] = self.warning[0]
-        card = mapping.new_rfid(self.status, self.map_state)
-        if card is not None:
-            values["rfid"] = card
-            values["rfid_timestamp"] = round(self.wall_clock(), 3)
+        mapping.update_rfid(self.status, self.map_state, self.wall_clock())
+        # every cycle, like openWB's secondary (store/_chargepoint_internal.py): null after
+        # the primary's clear, so a stale tag never unlocks a chargepoint
+        values["rfid"] = self.map_state.rfid
+        if self.map_state.rfid_timestamp is not None:
+            values["rfid_timestamp"] = self.map_state.rfid_timestamp
+        values["vehicle_id"] = None
+        values["version"] = f"goe-bridge {__version__}"
+        values["current_branch"] = "goe-bridge"
+        values["current_commit"] = ""
+        values["error_timestamp"] = self.map_state.error_since
         if self.status is not None and self.status.phases == self.pending_phases:
             self.pending_phases = None
         self.values.update({f"{self.get_prefix}/{k}": mapping.encode(v) for k, v in values.items()})

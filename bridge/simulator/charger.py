@@ -87,6 +87,10 @@ class SimCharger:
     eeprom_writes: int = 0
     requests: int = 0
     unplug_simulations: int = 0
+    # RFID cards taught to the charger (`cards[i].name`), and the running transaction:
+    # go-e apikeys-en.md `trx`: null = none, 0 = without card, n = card n-1
+    card_names: list[str] = field(default_factory=list)
+    trx: int | None = None
     in_flight: int = 0
     max_in_flight: int = 0
     faults: collections.deque[Fault] = field(default_factory=collections.deque)
@@ -118,10 +122,18 @@ class SimCharger:
         self.session_wh = 0.0
         self._changed()
 
+    def scan_card(self, name: str) -> None:
+        """A card held at the charger: the session is authorised with it."""
+        if name not in self.card_names:
+            self.card_names.append(name)
+        self.trx = self.card_names.index(name) + 1
+        self._changed()
+
     def unplug(self) -> None:
         self.advance()
         self.car = None
         self.complete = False
+        self.trx = None  # the transaction ends with the session
         # go-e API v2 #117: frc resets to 0 (neutral) when the car is unplugged.
         if self.api is ApiVersion.V2:
             self._set_frc(0)
@@ -268,7 +280,8 @@ class SimCharger:
             "modelStatus": self.model_status(),
             "psm": self.psm,
             "fsp": self._phases_active == 1,
-            "trx": None,
+            "trx": self.trx,
+            "cards": [{"name": n, "energy": 0, "cardId": True} for n in self.card_names],
             "tma": [23.0, 27.5],
             "rssi": -61,
             "fhz": 49.98,

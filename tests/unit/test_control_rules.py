@@ -155,6 +155,7 @@ def test_a_charger_is_probed_at_least_every_max_interval_or_5s_in_the_first_minu
     poller.outage_started = 1000.0
     delays = [poller.retry_delay(1000.0 + i) for i in range(0, 290, 10)]
     assert max(delays) <= max(interval, 5.0)
+    assert max(delays) <= max(interval, 2 * interval if interval < 5 else interval)
     assert min(delays) >= interval
     # a long outage backs off further
     assert poller.retry_delay(1000.0 + 301) > max(interval, 5.0) / 2

@@ -57,8 +57,25 @@ def test_charging_values() -> None:
     assert values["serial_number"] == "072246"
     assert mapping.encode(values["serial_number"]) == '"072246"'
     assert values["frequency"] == 49.98
-    assert mapping.new_rfid(CHARGING_1P, state) == "0123"
-    assert mapping.new_rfid(CHARGING_1P, state) is None  # once per scan
+
+
+def test_rfid_follows_the_card_and_openwbs_clear() -> None:
+    state = mapping.MappingState()
+    assert mapping.update_rfid(CHARGING_1P, state, 1000.0) is True
+    assert (state.rfid, state.rfid_timestamp) == ("0123", 1000.0)
+    assert mapping.update_rfid(CHARGING_1P, state, 1001.0) is False  # the same scan
+    mapping.clear_rfid(state)  # openWB's clear_rfid
+    assert mapping.update_rfid(CHARGING_1P, state, 1002.0) is False
+    assert state.rfid is None  # stays cleared while the charger still reports the card
+    idle = codec_v2.decode({"car": 1})
+    mapping.update_rfid(idle, state, 1003.0)
+    assert mapping.update_rfid(CHARGING_1P, state, 1004.0) is True  # scanned again
+    assert state.rfid == "0123"
+
+
+def test_phases_in_use_starts_at_one() -> None:
+    idle = codec_v2.decode({"car": 1, "nrg": [230, 230, 230, 0] + [0] * 12})
+    assert mapping.chargepoint_values(idle, mapping.MappingState())["phases_in_use"] == 1
 
 
 def test_phases_in_use_is_kept_while_not_charging() -> None:
@@ -84,10 +101,38 @@ def test_unreachable_charger_is_explicit_not_frozen() -> None:
     mapping.chargepoint_values(CHARGING_1P, state)
     values = mapping.chargepoint_values(CHARGING_1P, state, unreachable="GET /api/status: timeout")
     assert values["power"] == 0.0 and values["currents"] == [0.0, 0.0, 0.0]
-    assert (values["plug_state"], values["charge_state"]) == (False, False)
+    # the plug state is kept (no false unplug edge), charging is not
+    assert (values["plug_state"], values["charge_state"]) == (True, False)
+    assert values["imported"] == 1234567.0  # the counter stays, never 0
+    # no frozen measurements: openWB's "no data" defaults
+    assert values["voltages"] == [230.0] * 3 and values["power_factors"] == [0.0] * 3
+    assert values["frequency"] == 50.0 and values["evse_current"] is None
     assert values["fault_state"] == 2
     assert values["fault_str"] == "go-e nicht erreichbar: GET /api/status: timeout"
     assert openwb_check(json.loads(json.dumps(values)), REQUIRED_SECONDARY) == []
+
+
+def test_unreachable_at_start_publishes_no_counter_and_no_plug() -> None:
+    values = mapping.chargepoint_values(None, mapping.MappingState(), unreachable="timeout")
+    assert "imported" not in values  # a 0 would be a counter reset for openWB
+    assert values["plug_state"] is False and values["phases_in_use"] == 1
+    assert openwb_check(json.loads(json.dumps(values)), REQUIRED_SECONDARY) == []
+
+
+def test_plug_state_is_held_only_while_a_switch_runs() -> None:
+    state = mapping.MappingState()
+    unplugged = codec_v2.decode({"car": 1})
+    assert mapping.chargepoint_values(unplugged, state, now=0)["plug_state"] is False
+    state.hold_plug_until = 30.0
+    # a switch with no car keeps "not plugged": the hold keeps the old state, it does not
+    # invent a car
+    assert mapping.chargepoint_values(unplugged, state, now=1)["plug_state"] is False
+    state.hold_plug_until = 0.0
+    assert mapping.chargepoint_values(CHARGING_1P, state, now=2)["plug_state"] is True
+    state.hold_plug_until = 40.0
+    # the go-e's simulated unplug during the switch (car=1) does not show as an unplug
+    assert mapping.chargepoint_values(unplugged, state, now=3)["plug_state"] is True
+    assert mapping.chargepoint_values(unplugged, state, now=41)["plug_state"] is False
 
 
 def test_v1_evse_current_and_power_factor_range() -> None:

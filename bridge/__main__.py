@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a config file and print it normalized")
     _add_config_arg(p)
 
+    p = sub.add_parser(
+        "addon-config",
+        help="the Home Assistant add-on's options + Supervisor MQTT service → a config (YAML)",
+    )
+    p.add_argument("--options", default="/data/options.json", help="the add-on's options.json")
+    p.add_argument("--mqtt", default="-", help="the Supervisor's MQTT service as JSON (- = stdin)")
+
     p = sub.add_parser("decode", help="decode a go-e status payload (JSON) into SI fields")
     p.add_argument("file", help="a JSON file, or - for standard input")
     p.add_argument("--api", choices=("auto", "v1", "v2"), default="auto")
@@ -374,6 +381,33 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_addon_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from . import addon
+
+    try:
+        options = json.loads(Path(args.options).read_text("utf-8"))
+        mqtt_text = sys.stdin.read() if args.mqtt == "-" else Path(args.mqtt).read_text("utf-8")
+        mqtt = json.loads(mqtt_text or "{}")
+    except (OSError, ValueError) as exc:
+        print(f"add-on config: cannot read the options or the MQTT service: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not isinstance(options, dict) or not isinstance(mqtt, dict):
+        print("add-on config: options and MQTT service must be JSON objects", file=sys.stderr)
+        return EXIT_CONFIG
+    data = addon.config_from_options(options, mqtt)
+    try:
+        config.from_data(data, env={})
+    except config.ConfigError as exc:
+        print("add-on config: please fix these options:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {addon.option_path(problem)}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(yaml.safe_dump(data, sort_keys=False), end="")
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config_or_exit(args.config)
     from . import service
@@ -419,6 +453,7 @@ COMMANDS = {
     "run": cmd_run,
     "demo": cmd_demo,
     "check-config": cmd_check_config,
+    "addon-config": cmd_addon_config,
     "decode": cmd_decode,
     "probe": cmd_probe,
     "simulate": cmd_simulate,

@@ -627,6 +627,15 @@ def _cross_check(config: Config, problems: list[str]) -> None:
         if charger is None:
             continue
         base = f"chargers[{i}]"
+        host = getattr(charger.connection, "host", None)
+        if isinstance(host, str) and ("://" in host or "/" in host):
+            # `probe` takes a URL; the config wants the bare address (and port: apart)
+            bare = host.split("://", 1)[-1].split("/", 1)[0]
+            problems.append(
+                f"{base}.connection.host: {host!r} is a URL; give the address only: "
+                f"host: {bare.rsplit(':', 1)[0]!r}" + (f", port: {bare.rsplit(':', 1)[1]}"
+                                                         if ":" in bare else "")
+            )  # fmt: skip
         if charger.key in seen:
             problems.append(
                 f"{base}.id: {charger.key!r} is also used by chargers[{seen[charger.key]}]"

@@ -1,4 +1,4 @@
-"""structlog, configured once: console renderer on a TTY, JSON lines otherwise; stdlib
+"""structlog, configured once: readable lines by default, JSON lines when asked; stdlib
 loggers (aiohttp, aiomqtt) go through the same processors; secrets are masked.
 
 Event names are short identifiers with the data as keyword arguments
@@ -8,6 +8,7 @@ Event names are short identifiers with the data as keyword arguments
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
@@ -64,13 +65,17 @@ def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapp
 
 def setup(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     stream = stream or sys.stderr
+    # auto: readable lines everywhere people read logs (a terminal, `journalctl -f`,
+    # `docker logs -f`, the Home Assistant add-on log); JSON only when asked for (log shippers).
     if fmt == "auto":
-        fmt = "console" if stream.isatty() else "json"
+        fmt = "console"
+    # journald stamps every line itself (systemd sets JOURNAL_STREAM for the service's output)
+    under_journald = bool(os.environ.get("JOURNAL_STREAM")) and fmt == "console"
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        *([] if under_journald else [structlog.processors.TimeStamper(fmt="iso", utc=True)]),
         redact,
     ]
     renderer: Any

@@ -458,6 +458,12 @@ class Bridge:
         )
         for warning in cfg.warnings:
             log.warning("config.warning", message=warning)
+        if not cfg.chargers:
+            log.warning(
+                "bridge.no_chargers",
+                message="the config lists no chargers: the bridge runs and does nothing; add "
+                "one under chargers: (see config.example.yaml)",
+            )
         loop = asyncio.get_running_loop()
         if self.install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -519,10 +525,13 @@ class Bridge:
         return self.exit_code
 
     async def _notify_ready(self) -> None:
+        # systemd hears READY as soon as the config is loaded and every task runs: a broker
+        # that is down at boot must not time the start out into a restart loop (the broker
+        # state is on /healthz and in the log). `bridge.ready` waits for the broker.
+        self.notifier.notify("READY=1")
         if self.config.publish_broker:
             await self.publish_link.connected.wait()
         self.ready.set()
-        self.notifier.notify("READY=1")
         log.info("bridge.ready")
 
     async def _watchdog(self) -> None:

@@ -4,6 +4,7 @@ simulator: signals, the Last Will, a broker restart, systemd notifications."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -22,6 +23,7 @@ import yaml
 from bridge.goe.model import ApiVersion
 from bridge.simulator.charger import SimCharger
 from bridge.simulator.http import HttpFrontend
+from tests.conftest import free_port
 from tests.mqtt_helpers import Probe, run_mosquitto, until
 from tests.system.test_cli import goe_bridge
 
@@ -235,6 +237,30 @@ async def test_sd_notify_ready_watchdog_stopping(
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+async def test_ready_is_signalled_while_the_broker_is_down(
+    base_topic: str, sim: HttpFrontend, tmp_path: Path, notify_socket: tuple[str, socket.socket]
+) -> None:
+    """Type=notify: a broker that is down at boot must not time the start out."""
+    path, sock = notify_socket
+
+    class Absent:
+        host, port = "127.0.0.1", free_port()
+
+    cfg = write_config(tmp_path / "config.yaml", Absent, base_topic, sim.port)
+    proc = spawn("run", "-c", str(cfg), env={"NOTIFY_SOCKET": path})
+    loop = asyncio.get_running_loop()
+    try:
+        deadline, messages = time.monotonic() + 15, []
+        while time.monotonic() < deadline and "READY=1" not in messages:
+            with contextlib.suppress(TimeoutError):
+                messages.append(await loop.run_in_executor(None, lambda: sock.recv(256).decode()))
+        assert "READY=1" in messages
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(15)
 
 
 def test_run_refuses_a_bad_config_with_exit_2(tmp_path: Path) -> None:

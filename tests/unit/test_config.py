@@ -206,3 +206,11 @@ def test_unhashable_connection_type_is_a_config_error() -> None:
         "chargers[0].connection.type: ['http'] is not valid; choose 'http' | 'cloud' | 'mqtt'"
         in problems("chargers: [{connection: {type: [http]}}]")
     )
+
+
+def test_a_url_as_charger_host_is_refused_with_the_fix() -> None:
+    found = problems(MINIMAL.replace("host: 192.168.178.50", 'host: "http://192.168.178.50:8080/"'))
+    assert found == [
+        "chargers[0].connection.host: 'http://192.168.178.50:8080/' is a URL; give the address "
+        "only: host: '192.168.178.50', port: 8080"
+    ]

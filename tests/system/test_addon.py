@@ -1,0 +1,151 @@
+"""The Home Assistant add-on (home-assistant-addon/goe-bridge): its config.yaml follows the
+add-on configuration rules and its default options pass its own schema; the options and the
+Supervisor's MQTT service become a config the bridge accepts, through the real CLI. The image
+itself is built by the Supervisor and cannot be built here."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bridge import config
+from tests.conftest import ROOT
+from tests.system.test_cli import goe_bridge
+
+ADDON = ROOT / "home-assistant-addon" / "goe-bridge"
+# https://developers.home-assistant.io/docs/add-ons/configuration: required keys and arches
+REQUIRED = ("name", "version", "slug", "description", "arch")
+ARCHES = {"aarch64", "amd64", "armv7", "armhf", "i386"}
+
+
+def addon_config() -> dict[str, Any]:
+    return yaml.safe_load((ADDON / "config.yaml").read_text())
+
+
+def check(schema: Any, value: Any, path: str = "options") -> list[str]:
+    """The add-on schema language (the Supervisor's validator, in brief): str, bool, int and
+    float with optional (min,max), match(regex), list(a|b), a trailing ? for optional, nested
+    mappings, and one-element lists for lists of items."""
+    if isinstance(schema, dict):
+        if not isinstance(value, dict):
+            return [f"{path}: expected a mapping"]
+        out = [f"{path}.{k}: not in the schema" for k in value if k not in schema]
+        for key, sub in schema.items():
+            optional = isinstance(sub, str) and sub.endswith("?")
+            if key not in value:
+                if not optional:
+                    out.append(f"{path}.{key}: required")
+                continue
+            out += check(sub, value[key], f"{path}.{key}")
+        return out
+    if isinstance(schema, list):
+        if not isinstance(value, list):
+            return [f"{path}: expected a list"]
+        return [p for i, item in enumerate(value) for p in check(schema[0], item, f"{path}[{i}]")]
+    rule = schema.rstrip("?")
+    if rule == "str":
+        return [] if isinstance(value, str) else [f"{path}: expected a string"]
+    if rule == "bool":
+        return [] if isinstance(value, bool) else [f"{path}: expected a bool"]
+    kind = re.fullmatch(r"(int|float)(?:\((-?[\d.]*),(-?[\d.]*)\))?", rule)
+    if kind:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if kind[1] == "int":
+            ok = ok and isinstance(value, int)
+        if ok and kind[2] and value < float(kind[2]):
+            ok = False
+        if ok and kind[3] and value > float(kind[3]):
+            ok = False
+        return [] if ok else [f"{path}: {value!r} is not {rule}"]
+    if rule.startswith("list("):
+        choices = rule[5:-1].split("|")
+        return [] if value in choices else [f"{path}: {value!r} not one of {choices}"]
+    if rule.startswith("match("):
+        return [] if re.fullmatch(rule[6:-1], str(value)) else [f"{path}: {value!r} !~ {rule}"]
+    return [f"{path}: unknown schema rule {schema!r}"]
+
+
+def test_addon_config_follows_the_add_on_rules() -> None:
+    cfg = addon_config()
+    assert all(key in cfg for key in REQUIRED)
+    assert set(cfg["arch"]) <= ARCHES
+    assert re.fullmatch(r"[a-z0-9_]+", cfg["slug"])
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert cfg["version"] == version  # the image installs goe-bridge==version
+    assert "mqtt:need" in cfg["services"]
+    assert check(cfg["schema"], cfg["options"]) == []
+    assert check(cfg["schema"], {**cfg["options"], "max_current_a": 40}) != []  # it can fail
+    build = yaml.safe_load((ADDON / "build.yaml").read_text())
+    assert set(build["build_from"]) == set(cfg["arch"])
+    dockerfile = (ADDON / "Dockerfile").read_text()
+    assert "ARG BUILD_FROM" in dockerfile and "FROM ${BUILD_FROM}" in dockerfile
+    translations = yaml.safe_load((ADDON / "translations" / "en.yaml").read_text())
+    assert set(translations["configuration"]) == set(cfg["schema"])
+    subprocess.run(["bash", "-n", str(ADDON / "run.sh")], check=True)
+    assert (ROOT / "home-assistant-addon" / "repository.yaml").exists()
+
+
+def addon_run(
+    tmp_path: Path, options: dict[str, Any], mqtt: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "options.json").write_text(json.dumps(options))
+    return subprocess.run(
+        [*goe_bridge(), "addon-config", "--options", str(tmp_path / "options.json"), "--mqtt", "-"],
+        check=False, input=json.dumps(mqtt), capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+
+
+SUPERVISOR_MQTT = {"host": "core-mosquitto", "port": 1883, "username": "addons",
+                   "password": "0123secret", "ssl": False}  # fmt: skip
+
+
+def test_default_options_and_supervisor_mqtt_become_a_valid_config(tmp_path: Path) -> None:
+    result = addon_run(tmp_path, addon_config()["options"], SUPERVISOR_MQTT)
+    assert result.returncode == 0, result.stderr
+    cfg = config.loads(result.stdout, env={})
+    broker = cfg.brokers["homeassistant"]
+    assert (broker.host, broker.port, broker.username) == ("core-mosquitto", 1883, "addons")
+    assert broker.password is not None and broker.password.reveal() == "0123secret"
+    charger = cfg.chargers[0]
+    assert charger.key == "garage"
+    assert charger.connection.host == "192.168.178.50"  # type: ignore[union-attr]
+    assert charger.control.source == "mqtt" and charger.limits.max_current_a == 16
+    assert cfg.publish.home_assistant.enabled and cfg.log.format == "console"
+
+
+def test_per_charger_options_and_tls(tmp_path: Path) -> None:
+    options = {**addon_config()["options"], "control": "none", "chargers": [
+        {"id": "garage", "host": "192.168.178.50", "api": "v1", "max_current_a": 10},
+        {"id": "carport", "host": "goe-carport.lan"},
+    ]}  # fmt: skip
+    result = addon_run(tmp_path, options, {**SUPERVISOR_MQTT, "ssl": True, "port": 8883})
+    assert result.returncode == 0, result.stderr
+    cfg = config.loads(result.stdout, env={})
+    assert [c.key for c in cfg.chargers] == ["garage", "carport"]
+    assert cfg.chargers[0].connection.api == "v1"  # type: ignore[union-attr]
+    assert [c.limits.max_current_a for c in cfg.chargers] == [10, 16]
+    assert all(c.control.source == "none" for c in cfg.chargers)
+    assert cfg.brokers["homeassistant"].tls.enabled
+
+
+@pytest.mark.parametrize(
+    ("charger", "message"),
+    [
+        ({"id": "garage"}, "chargers[0].host: required"),
+        ({"id": "bad/id", "host": "h"}, "chargers[0].id: 'bad/id' must be"),
+    ],
+)
+def test_bad_options_are_reported_in_the_add_ons_words(
+    tmp_path: Path, charger: dict[str, Any], message: str
+) -> None:
+    options = {**addon_config()["options"], "chargers": [charger]}
+    result = addon_run(tmp_path, options, SUPERVISOR_MQTT)
+    assert result.returncode == 2
+    assert message in result.stderr, result.stderr

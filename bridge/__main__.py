@@ -127,14 +127,23 @@ def default_config_path() -> str | None:
 
 
 def load_config_or_exit(path: str | None) -> config.Config:
+    import os
+
     path = path or default_config_path()
-    if path is None:
-        print(
-            "error: no config file; pass -c FILE (see config.example.yaml)",
-            file=sys.stderr,
-        )
-        raise SystemExit(EXIT_CONFIG)
     try:
+        if (path is None or not Path(path).exists()) and config.has_env_config(os.environ):
+            # the simple case from `docker run -e GOE_BRIDGE__…` alone
+            print(f"no config file at {path}: the config comes from the environment "
+                  "(GOE_BRIDGE__… variables)", file=sys.stderr)  # fmt: skip
+            path = "environment"
+            return config.from_environment(os.environ)
+        if path is None:
+            print(
+                "error: no config file; pass -c FILE (see config.example.yaml), or set "
+                "GOE_BRIDGE__… variables",
+                file=sys.stderr,
+            )
+            raise SystemExit(EXIT_CONFIG)
         return config.load(path)
     except config.ConfigError as exc:
         print(f"{path}: {len(exc.problems)} problem(s):", file=sys.stderr)

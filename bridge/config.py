@@ -7,6 +7,7 @@ Every problem is collected with the path of its key (`chargers[0].connection.por
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import re
@@ -108,6 +109,9 @@ class BrokerConfig:
     password: Secret | None = None
     # Default: derived from the config, the same on every start (the session belongs to it).
     client_id: str | None = None
+    # MQTT version: auto = 5, falling back to 3.1.1 for brokers that refuse or ignore an MQTT 5
+    # CONNECT (some answer nothing at all)
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
     # How long the broker keeps the bridge's session, and the QoS 1 commands sent meanwhile,
     # while the bridge is away (0 = a clean session every time, nothing kept).
     session_expiry_s: int = field(default=3600, metadata=meta(min=0, max=2**32 - 1))
@@ -257,6 +261,31 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
         _permission_warnings(p, data) + _secret_file_warnings(data) + _broker_warnings(config)
     )
     return dataclasses.replace(config, source=str(path), warnings=tuple(warnings))
+
+
+# The simple case from the environment alone (`docker run -e …`): one broker `home`, one
+# charger at index 0 over local HTTP; GOE_BRIDGE__… variables fill in the rest, e.g.
+# GOE_BRIDGE__BROKERS__HOME__HOST and GOE_BRIDGE__CHARGERS__0__CONNECTION__HOST.
+ENV_ONLY_BASE: Mapping[str, Any] = {
+    "brokers": {"home": {}},
+    "chargers": [{"id": "goe", "connection": {"type": "http"}}],
+}
+
+
+def has_env_config(env: Mapping[str, str]) -> bool:
+    """Variables that describe a broker or a charger (the image's own HTTP settings do not
+    count: a forgotten config mount must still say so)."""
+    return any(
+        name.startswith((f"{ENV_PREFIX}BROKERS__", f"{ENV_PREFIX}CHARGERS__")) for name in env
+    )
+
+
+def from_environment(env: Mapping[str, str]) -> Config:
+    """A config from GOE_BRIDGE__… variables alone, on top of ENV_ONLY_BASE."""
+    config = from_data(copy.deepcopy(dict(ENV_ONLY_BASE)), env)
+    return dataclasses.replace(
+        config, source="environment", warnings=tuple(_broker_warnings(config))
+    )
 
 
 def loads(text: str, env: Mapping[str, str] | None = None) -> Config:

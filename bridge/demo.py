@@ -21,15 +21,20 @@ from .simulator.http import HttpFrontend
 CHARGER_ID = "demo"
 BASE = "goe"
 
-# (seconds after start, topic suffix, payload, what it shows)
+# (seconds after start, topic suffix, payload, what it shows): the whole story in 30 s, with
+# something new on screen at least every 5 s
+PLUG_AT = 1.0
 SCENARIO: tuple[tuple[float, str, str, str], ...] = (
-    (4, "set", '{"allow_charging": true, "current_limit_a": 10}', "start charging at 10 A"),
-    (20, "current_limit_a/set", "16", "raise the current to 16 A"),
-    (21, "current_limit_a/set", "12", "…and at once to 12 A: the last value wins"),
-    (40, "allow_charging/set", "off", "stop charging"),
-    (55, "allow_charging/set", "on", "resume"),
-    (60, "current_limit_a/set", "40", "an out-of-range current is refused"),
+    (3, "set", '{"allow_charging": true, "current_limit_a": 10}', "start charging at 10 A"),
+    (7, "current_limit_a/set", "16", "raise the current to 16 A"),
+    (7.5, "current_limit_a/set", "12", "…and at once to 12 A: the last value wins"),
+    (12, "phases/set", "1", "switch to one phase (API v2; refused on v1)"),
+    (17, "allow_charging/set", "off", "stop charging"),
+    (21, "allow_charging/set", "on", "resume"),
+    (25, "current_limit_a/set", "40", "an out-of-range current is refused"),
 )
+DONE_AT = 28.0
+PHASE_SWITCH_PAUSE_S = 3.0  # a real go-e pauses about 10 s (psmd)
 
 
 class Printer:
@@ -47,11 +52,11 @@ class Printer:
         print(f"{self._paint(stamp, '2')} {shown}", file=self.out, flush=True)
 
 
-def demo_config(broker_port: int, charger_port: int) -> config.Config:
+def demo_config(broker_port: int, charger_port: int, protocol: str = "auto") -> config.Config:
     return config.from_data(
         {
             "log": {"level": "warning", "format": "console"},
-            "brokers": {"demo": {"host": "127.0.0.1", "port": broker_port}},
+            "brokers": {"demo": {"host": "127.0.0.1", "port": broker_port, "protocol": protocol}},
             "publish": {"base_topic": BASE, "refresh_s": 300},
             "chargers": [
                 {
@@ -60,10 +65,14 @@ def demo_config(broker_port: int, charger_port: int) -> config.Config:
                         "type": "http",
                         "host": "127.0.0.1",
                         "port": charger_port,
-                        "poll_interval_s": 2,
+                        "poll_interval_s": 1,
                     },
                     "limits": {"max_current_a": 16},
-                    "control": {"source": "mqtt", "min_command_interval_s": 5},
+                    "control": {
+                        "source": "mqtt",
+                        "min_command_interval_s": 2,
+                        "phase_switch_min_interval_s": 0,
+                    },
                 }
             ],
         },
@@ -102,14 +111,18 @@ async def scenario(broker: EmbeddedBroker, sim: SimCharger, printer: Printer, sp
         await asyncio.sleep(max(0.0, seconds / speed - (time.monotonic() - started)))
 
     async with aiomqtt.Client(broker.host, broker.port, identifier="goe-bridge-demo-ctl") as c:
-        await at(2)
+        await at(PLUG_AT)
         sim.plug(Car(max_current_a=16, phases=3, energy_needed_wh=40_000))
         printer.line("simulator: a car is plugged in (3 phases, up to 16 A)", "35")
         for seconds, suffix, payload, what in SCENARIO:
             await at(seconds)
             topic = f"{BASE}/{CHARGER_ID}/{suffix}"
             printer.line(f"→ {topic} {payload}    ({what})", "32")
-            await c.publish(topic, payload)
+            await c.publish(topic, payload, qos=1)
+        await at(DONE_AT)
+        printer.line(
+            "scenario done; the bridge goes on serving the simulator (Ctrl-C ends the demo)", "35"
+        )
 
 
 async def run(api: str, duration: float | None, speed: float, out: TextIO) -> int:
@@ -119,12 +132,14 @@ async def run(api: str, duration: float | None, speed: float, out: TextIO) -> in
         sim = SimCharger(
             api=ApiVersion(api),
             serial="000001",
-            phase_switch_pause_s=10 / speed,
+            phase_switch_pause_s=PHASE_SWITCH_PAUSE_S / speed,
             alw_delay_s=1 / speed,
         )
         async with HttpFrontend(sim) as frontend:
             printer.line(f"go-e simulator (API {api}) on {frontend.url}", "35")
-            bridge = service.Bridge(demo_config(broker.port, frontend.port))
+            # amqtt speaks MQTT 3.1.1 only (and does not answer an MQTT 5 CONNECT)
+            protocol = "3.1.1" if broker.kind == "amqtt" else "auto"
+            bridge = service.Bridge(demo_config(broker.port, frontend.port, protocol))
             printer.line(
                 f"bridge: charger '{CHARGER_ID}' → topics {BASE}/{CHARGER_ID}/…; "
                 "Ctrl-C ends the demo",

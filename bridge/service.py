@@ -29,6 +29,7 @@ from .config import (
     MqttConnection,
 )
 from .config import load as load_config
+from .control import plan as planning
 from .control.base import Controller
 from .control.mqtt_controller import MqttController, refuse
 from .control.reconciler import Reconciler
@@ -270,8 +271,9 @@ class ChargerRuntime:
         if error is None and isinstance(self.controller, OpenWBController):
             self.controller.on_charger_write(key, value)
         self.commands.append(
-            {"at": time.time(), "key": key, "value": value, "ok": error is None, "error": error}
-        )
+            {"at": time.time(), "key": key, "value": value, "text": planning.describe(key, value),
+             "ok": error is None, "error": error}
+        )  # fmt: skip
 
     def start_messages(self) -> None:
         self.link.publish(self.topics.availability, "offline", retain=True)

@@ -5,9 +5,11 @@
 #
 # - a virtual environment under PREFIX with goe-bridge from this checkout
 # - /etc/goe-bridge/config.yaml from config.example.yaml (only if there is none yet)
-# - the system user goe-bridge, the unit goe-bridge.service, enabled and started
+# - the system user goe-bridge, the unit goe-bridge.service, enabled; started only once the
+#   config is yours (not the example) and `goe-bridge check-config` passes on it
 # Running it again upgrades the installation and keeps the config. DESTDIR=/some/dir stages
-# everything below that folder without touching the system (no user, no systemctl).
+# everything below that folder without touching the system (no user, no systemctl); the staged
+# tree can be moved to / as it is (its scripts name PREFIX, not the staging folder).
 set -eu
 
 PREFIX=/opt/goe-bridge
@@ -48,7 +50,14 @@ if [ ! -x "$VENV/bin/python" ]; then
     say "created $VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$SRC"
-say "installed goe-bridge $("$VENV/bin/goe-bridge" --version | cut -d' ' -f2) into $VENV"
+if [ -n "$DESTDIR" ]; then
+    # pip wrote the staging path into every script's shebang (and the activate scripts):
+    # point them at where the tree will live
+    grep -rlI -- "$VENV" "$VENV/bin" | while read -r f; do
+        sed -i "s#$VENV#$PREFIX#g" "$f"
+    done
+fi
+say "installed goe-bridge $("$VENV/bin/python" -m bridge --version | cut -d' ' -f2) into $VENV"
 
 # 3. the config: never overwritten
 mkdir -p "$ETC"
@@ -69,14 +78,28 @@ mv "$UNIT_DIR/goe-bridge.service.tmp" "$UNIT_DIR/goe-bridge.service"
 chmod 0644 "$UNIT_DIR/goe-bridge.service"
 say "installed $UNIT_DIR/goe-bridge.service"
 
-# 5. enable and start
+# 5. enable, and start only a config the user wrote and that passes check-config: the
+#    example polls 192.168.178.50 and expects a local broker
+next_step() {
+    say "next: edit $ETC/config.yaml, check it with"
+    say "  sudo -u $USER_NAME $PREFIX/bin/goe-bridge check-config -c /etc/goe-bridge/config.yaml"
+    say "then: sudo systemctl restart goe-bridge"
+}
 if [ -z "$DESTDIR" ] && command -v systemctl >/dev/null 2>&1; then
     systemctl daemon-reload
-    if [ "$START" = yes ]; then
-        systemctl enable --now goe-bridge.service
+    systemctl enable goe-bridge.service
+    if [ "$START" = no ]; then
+        say "enabled, not started (--no-start)"
+    elif cmp -s "$ETC/config.yaml" "$SRC/config.example.yaml"; then
+        say "enabled, not started: $ETC/config.yaml is still the example"
+        next_step
+    elif ! runuser -u "$USER_NAME" -- "$VENV/bin/goe-bridge" check-config -c "$ETC/config.yaml" >/dev/null; then
+        say "enabled, not started: $ETC/config.yaml has problems (listed above)"
+        next_step
+    else
         systemctl restart goe-bridge.service
         say "goe-bridge is running: systemctl status goe-bridge; journalctl -u goe-bridge -f"
-    else
-        systemctl enable goe-bridge.service
     fi
+elif [ -n "$DESTDIR" ]; then
+    say "staged below $DESTDIR; after moving it to /: systemctl daemon-reload && systemctl enable goe-bridge"
 fi

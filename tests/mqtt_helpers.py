@@ -110,8 +110,12 @@ class Seen:
 class Probe:
     """Subscribes to filters and records every message (with its retain flag)."""
 
-    def __init__(self, host: str, port: int, *filters: str) -> None:
+    def __init__(
+        self, host: str, port: int, *filters: str, username: str | None = None,
+        password: str | None = None,
+    ) -> None:  # fmt: skip
         self.host, self.port, self.filters = host, port, filters
+        self.username, self.password = username, password
         self.messages: list[Seen] = []
         self._task: asyncio.Task[None] | None = None
         self._new = asyncio.Event()
@@ -133,8 +137,9 @@ class Probe:
         while True:
             try:
                 async with aiomqtt.Client(
-                    self.host, self.port, identifier=f"probe-{uuid.uuid4().hex[:8]}"
-                ) as client:
+                    self.host, self.port, identifier=f"probe-{uuid.uuid4().hex[:8]}",
+                    username=self.username, password=self.password,
+                ) as client:  # fmt: skip
                     self.client = client
                     for f in self.filters:
                         await client.subscribe(f, qos=1)

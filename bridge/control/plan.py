@@ -121,3 +121,21 @@ def assume_written(status: ChargerStatus, changes: Mapping[str, WireValue]) -> C
         elif key == "psm" and isinstance(value, int):
             fields["phases"] = {1: 1, 2: 3}.get(value)
     return dataclasses.replace(status, **fields) if fields else status  # type: ignore[arg-type]
+
+
+_WORDS: dict[str, dict[WireValue, str]] = {
+    "frc": {0: "allow charging: on (charger's own logic)", 1: "allow charging: off",
+            2: "allow charging: on"},
+    "psm": {0: "phases: auto", 1: "phases: 1", 2: "phases: 3"},
+}  # fmt: skip
+
+
+def describe(key: str, value: WireValue) -> str:
+    """A go-e write in the words of the command that caused it (the status page's list)."""
+    if key in _WORDS and not isinstance(value, bool) and value in _WORDS[key]:
+        return _WORDS[key][value]
+    if key == "alw":
+        return f"allow charging: {'on' if value else 'off'}"
+    if key in ("amp", "amx"):
+        return f"current limit: {value} A"
+    return f"{key}={value}"

@@ -197,7 +197,10 @@ class BrokerLink:
         self._handled: dict[str, collections.deque[bytes]] = {}
         self._inbox = _Inbox(self._is_latest_only)
         self._inbox_ready = asyncio.Event()
-        self.protocol = aiomqtt.ProtocolVersion.V5
+        self.protocol = (
+            aiomqtt.ProtocolVersion.V311 if cfg.protocol == "3.1.1" else aiomqtt.ProtocolVersion.V5
+        )
+        self._v5_failed = False
         self.session_present = False
         self.taken_over = False
         self.replays_dropped = 0
@@ -288,21 +291,17 @@ class BrokerLink:
                 raise_if_cancelling()
                 self.last_error = str(exc)
                 rc = exc.rc.value if isinstance(exc.rc, ReasonCode) else int(exc.rc or 0)
-                if self.protocol is aiomqtt.ProtocolVersion.V5 and rc in PROTOCOL_REFUSED:
-                    self.protocol = aiomqtt.ProtocolVersion.V311
-                    log.warning(
-                        "mqtt.v5_refused",
-                        broker=self.name,
-                        message="the broker does not speak MQTT 5; using MQTT 3.1.1 with a "
-                        "persistent session (retained commands are then guarded by the "
-                        "bridge alone)",
-                    )
+                if self._try_other_protocol(refused=rc in PROTOCOL_REFUSED):
                     continue
             except (aiomqtt.MqttError, OSError, ssl.SSLError) as exc:
                 # aiomqtt can turn a cancellation into "Disconnected during message
                 # iteration"; a shutdown must not become a reconnect.
                 raise_if_cancelling()
                 self.last_error = str(exc) or type(exc).__name__
+                if not self.connected.is_set():
+                    # no CONNACK at all: a 3.1.1-only broker may ignore an MQTT 5 CONNECT
+                    # (amqtt does); the next attempt tries the other version
+                    self._try_other_protocol(refused=False)
             self.connected.clear()
             self._client = None
             delay = self.backoff.failure()
@@ -315,6 +314,19 @@ class BrokerLink:
                 retry_in_s=round(delay, 1),
             )
             await asyncio.sleep(delay)
+
+    def _try_other_protocol(self, *, refused: bool) -> bool:
+        """With `protocol: auto`, until a connection worked: after an MQTT 5 attempt that got
+        no CONNACK (or "unsupported protocol version"), try 3.1.1, and the other way round,
+        so a broker that is merely down costs nothing extra. True: retry at once."""
+        if self.cfg.protocol != "auto" or self._ever_connected:
+            return False
+        if self.protocol is aiomqtt.ProtocolVersion.V5:
+            self._v5_failed = True
+            self.protocol = aiomqtt.ProtocolVersion.V311
+            return refused
+        self.protocol = aiomqtt.ProtocolVersion.V5
+        return False
 
     def _client_args(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -384,6 +396,15 @@ class BrokerLink:
             self.backoff.success()
             self.backoff.cap_s = RETRY_CAP_CONNECTED_S
             self._ever_connected = True
+            if self._v5_failed and self.protocol is aiomqtt.ProtocolVersion.V311:
+                self._v5_failed = False
+                log.warning(
+                    "mqtt.v5_refused",
+                    broker=self.name,
+                    message="the broker did not accept MQTT 5; using MQTT 3.1.1 with a "
+                    "persistent session (retained commands are then guarded by the bridge "
+                    "alone); set protocol: '3.1.1' to skip the MQTT 5 attempt",
+                )
             log.info(
                 "mqtt.connected",
                 broker=self.name,

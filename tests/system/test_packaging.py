@@ -31,6 +31,8 @@ from tests.conftest import ROOT, free_port
 def contract_topic(topic: str, base: str = "goe") -> bool:
     """Is this a topic of the published contract (README, design §3)?"""
     parts = topic.split("/")
+    if parts in ([base, "bridge", "state"], [base, "bridge", "info"]):
+        return True
     if parts[0] != base or len(parts) < 3:
         return False
     rest = parts[2:]
@@ -57,6 +59,7 @@ def test_node_red_flow_parses_and_uses_only_contract_topics() -> None:
         "goe/garage/power_w",
         "goe/garage/car_state",
         "goe/garage/current_limit_a/set",
+        "goe/bridge/state",  # gates the retained per-charger availability
     } <= topics
     # every wire points at a node of the flow
     ids = {n["id"] for n in flow}
@@ -93,7 +96,10 @@ def _dockerfile() -> dict[str, Any]:
     cmd = json.loads(re.search(r"^CMD (\[.+\])$", text, re.M).group(1))  # type: ignore[union-attr]
     entry = json.loads(re.search(r"^ENTRYPOINT (\[.+\])$", text, re.M).group(1))  # type: ignore[union-attr]
     health = json.loads(re.search(r"HEALTHCHECK .*?CMD (\[.+\])", text).group(1))  # type: ignore[union-attr]
-    return {"text": text, "runs": runs, "cmd": cmd, "entrypoint": entry, "healthcheck": health}
+    final = text.split("FROM ", 2)[2]
+    env = dict(re.findall(r"(GOE_BRIDGE__\w+)=(\S+)", final))
+    return {"text": text, "runs": runs, "cmd": cmd, "entrypoint": entry, "healthcheck": health,
+            "env": env}  # fmt: skip
 
 
 def test_dockerfile_shape() -> None:
@@ -107,6 +113,10 @@ def test_dockerfile_shape() -> None:
     assert d["cmd"] == ["run", "-c", "/config/config.yaml"]
     assert d["healthcheck"][:2] == ["goe-bridge", "health"]
     assert "org.opencontainers.image.title" in text
+    # a slim final image: no pip or setuptools, byte-compiled in the build stage
+    assert "pip uninstall --yes pip setuptools" in text.split("FROM ", 2)[1]
+    assert "compileall" in text.split("FROM ", 2)[1]
+    assert "pip uninstall --yes pip setuptools wheel" in final
 
 
 async def test_dockerfile_install_cmd_and_healthcheck_in_a_venv(
@@ -131,15 +141,17 @@ async def test_dockerfile_install_cmd_and_healthcheck_in_a_venv(
     async with HttpFrontend(sim) as fe:
         conf_dir = tmp_path / "config"
         conf_dir.mkdir()
+        # a config without an http: section: the image's own environment turns /healthz on
         (conf_dir / "config.yaml").write_text(yaml.safe_dump({
             "brokers": {"home": {"host": mosquitto.host, "port": mosquitto.port}},
-            "http": {"enabled": True, "host": "127.0.0.1", "port": http_port},
             "chargers": [{"id": "garage", "connection": {"type": "http", "host": "127.0.0.1", "port": fe.port}}],
         }))  # fmt: skip
+        assert d["env"]["GOE_BRIDGE__HTTP__ENABLED"] == "true"
         cmd = [str(exe), *[a.replace("/config/", f"{conf_dir}/", 1) for a in d["cmd"]]]
         health = [str(venv / "bin" / d["healthcheck"][0]),
                   *[a.replace(":8080", f":{http_port}") for a in d["healthcheck"][1:]]]  # fmt: skip
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **d["env"],
+               "GOE_BRIDGE__HTTP__PORT": str(http_port)}  # fmt: skip
         proc = subprocess.Popen(  # noqa: ASYNC220 - started once, waited for off the loop
             cmd,
             stdout=subprocess.DEVNULL,
@@ -218,9 +230,14 @@ def test_install_script_into_a_staging_folder_twice(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr
     assert config.read_text() == "# mine\n"
     assert unit.read_text() == text
+    # relocatable: the scripts name the final prefix, not the staging folder
+    shebang = (venv / "bin" / "goe-bridge").read_text().splitlines()[0]
+    assert shebang.startswith("#!/opt/goe-bridge/bin/python"), shebang
+    assert str(dest) not in (venv / "bin" / "activate").read_text()
     version = subprocess.run(
-        [str(venv / "bin" / "goe-bridge"), "--version"], capture_output=True, text=True, check=False
-    )
+        [str(venv / "bin" / "python"), "-m", "bridge", "--version"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
     assert version.stdout.startswith("goe-bridge ")
     # another prefix is written into the unit
     third = subprocess.run(

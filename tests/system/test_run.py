@@ -173,6 +173,30 @@ async def test_demo_runs_and_stops_on_sigterm() -> None:
             proc.kill()
 
 
+def test_the_demo_tells_its_story_in_30_s_and_ends_cleanly_on_ctrl_c() -> None:
+    from bridge import demo
+
+    times = [demo.PLUG_AT, *(t for t, *_ in demo.SCENARIO), demo.DONE_AT]
+    assert times == sorted(times) and times[-1] <= 30
+    assert max(b - a for a, b in itertools.pairwise([0.0, *times])) <= 5
+    proc = spawn("demo", "--speed", "3")
+    try:
+        time.sleep(demo.DONE_AT / 3 + 2)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    for _, suffix, payload, _ in demo.SCENARIO:
+        assert f"→ goe/demo/{suffix} {payload}" in out
+    assert '"ok":false,"field":"current_limit_a","value":40' in out  # refused
+    assert "goe/demo/phases = 1" in out
+    assert "scenario done" in out
+    assert out.count("goe/bridge/state = offline") == 1
+    assert "Traceback" not in out + err and "never retrieved" not in out + err
+
+
 def test_demo_duration_exits_0() -> None:
     result = subprocess.run(
         [*goe_bridge(), "demo", "--duration", "3", "--api", "v1"],
@@ -261,6 +285,44 @@ async def test_ready_is_signalled_while_the_broker_is_down(
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+async def test_sighup_reloads_a_valid_config_and_keeps_running_on_an_invalid_one(
+    mosquitto: Any, base_topic: str, sim: HttpFrontend, tmp_path: Path
+) -> None:
+    cfg = write_config(tmp_path / "config.yaml", mosquitto, base_topic, sim.port)
+    proc = spawn("run", "-c", str(cfg))
+    try:
+        async with Probe(mosquitto.host, mosquitto.port, f"{base_topic}/#") as probe:
+            await probe.wait_for(f"{base_topic}/garage/availability", "online", timeout=20)
+            # a valid new config (a lower current limit): reloaded in-process
+            data = yaml.safe_load(cfg.read_text())
+            data["chargers"][0]["limits"]["max_current_a"] = 10
+            cfg.write_text(yaml.safe_dump(data))
+            since = probe.mark()
+            proc.send_signal(signal.SIGHUP)
+            # the bridge restarted on the new config: `online` again, never `offline`
+            await probe.wait_for(f"{base_topic}/bridge/state", "online", since=since)
+            await probe.publish(f"{base_topic}/garage/current_limit_a/set", "12")
+            result = await probe.wait_for(f"{base_topic}/garage/result", since=since, timeout=20)
+            assert "outside 6..10 A" in json.loads(result.payload)["error"]
+            assert proc.poll() is None
+            # an invalid config: logged, the running one stays
+            cfg.write_text("chargers: [{connection: {type: http}}]\n")
+            proc.send_signal(signal.SIGHUP)
+            await asyncio.sleep(1.0)
+            since = probe.mark()
+            await probe.publish(f"{base_topic}/garage/current_limit_a/set", "8")
+            result = await probe.wait_for(f"{base_topic}/garage/result", since=since)
+            assert json.loads(result.payload)["ok"] is True
+            assert proc.poll() is None
+            # the state topic never said offline for the reload
+            assert "offline" not in probe.values(f"{base_topic}/bridge/state")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert '"event": "bridge.reload"' in err
+    assert '"event": "config.reload_failed"' in err
 
 
 def test_run_refuses_a_bad_config_with_exit_2(tmp_path: Path) -> None:

@@ -116,3 +116,14 @@ async def test_reconciler_survives_a_new_target_during_a_failing_write() -> None
     r.set_target(Target(True, 10))  # arrives while the write is in flight
     await step  # must not raise
     assert r.writes_failed == 1
+
+
+def test_writes_are_described_in_the_commands_words() -> None:
+    from bridge.control.plan import describe
+
+    assert describe("frc", 2) == "allow charging: on"
+    assert describe("frc", 1) == "allow charging: off"
+    assert describe("alw", 0) == "allow charging: off"
+    assert describe("amx", 10) == "current limit: 10 A"
+    assert describe("psm", 1) == "phases: 1" and describe("psm", 2) == "phases: 3"
+    assert describe("psm", True) == "psm=True" and describe("xyz", 1) == "xyz=1"

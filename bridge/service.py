@@ -156,6 +156,11 @@ class ChargerRuntime:
         self.control_state: dict[str, Any] = {"source": cfg.control.source}
         self.commands: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
         self.on_identity: Callable[[], None] = lambda: None
+        # Home Assistant: the fields this charger has, and the components its device config
+        # announced last (read back from the retained config, so a restart with another
+        # control source or charger still deletes what is gone)
+        self.capable: frozenset[str] = frozenset()
+        self.announced: dict[str, str] = {}
         interval = poll_interval(cfg)
         conn = cfg.connection
         if isinstance(conn, CloudConnection) and conn.api == "v1" and interval < 107:
@@ -247,10 +252,14 @@ class ChargerRuntime:
         if self.controller is not None:
             self.controller.on_status(status)
         self.reconciler.on_status(status)
-        if previous is None or (previous.firmware, previous.serial) != (
-            status.firmware,
-            status.serial,
+        capable = discovery.capabilities(self.capable, status)
+        if (
+            previous is None
+            or (previous.firmware, previous.serial, previous.api_version)
+            != (status.firmware, status.serial, status.api_version)
+            or capable != self.capable
         ):
+            self.capable = capable
             self.on_identity()
 
     def on_unavailable(self, reason: str) -> None:
@@ -299,14 +308,33 @@ class ChargerRuntime:
             "firmware": self.status.firmware if self.status else None,
         }
 
-    def discovery_message(self) -> tuple[str, str]:
-        return discovery.charger_config(
+    def discovery_message(self) -> tuple[str, str] | None:
+        """The device config, once the charger answered: until then nothing is announced
+        (and whatever a previous run announced stays as it is, unavailable), so a bridge
+        started while the charger is unreachable neither invents entities nor deletes the
+        user's."""
+        if self.status is None:
+            return None
+        topic, payload = discovery.charger_config(
             self.config.publish.home_assistant.prefix,
             self.topics,
             self.status,
             controllable=self.cfg.control.source == "mqtt",
             max_current_a=self.cfg.limits.max_current_a,
+            capable=self.capable,
+            announced=self.announced,
+            control_source=self.cfg.control.source,
         )
+        self.announced = discovery.announced_components(payload.encode())
+        return topic, payload
+
+    def on_own_discovery(self, topic: str, payload: bytes, retain: bool) -> bool:
+        """Our retained device config as the broker has it (at start: the previous run's).
+        True when it announced components that are gone: the config must go out again."""
+        old = discovery.announced_components(payload)
+        gone = set(old) - set(self.announced)
+        self.announced = {**old, **self.announced}
+        return bool(gone) and retain and self.status is not None
 
 
 class Bridge:
@@ -432,8 +460,17 @@ class Bridge:
         topic, payload = discovery.bridge_config(ha.prefix, self.config.publish.base_topic)
         self.publish_link.publish(topic, payload, retain=True)
         for runtime in self.chargers.values():
-            topic, payload = runtime.discovery_message()
-            self.publish_link.publish(topic, payload, retain=True)
+            message = runtime.discovery_message()
+            if message is not None:
+                self.publish_link.publish(*message, retain=True)
+
+    def _on_own_discovery(self, runtime: ChargerRuntime, topic: str, payload: bytes,
+                          retain: bool) -> None:  # fmt: skip
+        if runtime.on_own_discovery(topic, payload, retain):
+            message = runtime.discovery_message()
+            if message is not None:
+                log.info("homeassistant.removing_stale_entities", charger=runtime.id)
+                self.publish_link.publish(*message, retain=True)
 
     def _on_ha_status(self, topic: str, payload: bytes, retain: bool) -> None:
         if payload.strip() == b"online":
@@ -490,6 +527,13 @@ class Bridge:
                 self.links[publish_name].subscribe(
                     f"{cfg.publish.home_assistant.prefix}/status", self._on_ha_status
                 )
+                for runtime in self.chargers.values():
+                    self.links[publish_name].subscribe(
+                        discovery.config_topic(
+                            cfg.publish.home_assistant.prefix, discovery.node_id(runtime.id)
+                        ),
+                        functools.partial(self._on_own_discovery, runtime),
+                    )
             for runtime in self.chargers.values():
                 runtime.start_messages()
             if publish_name:

@@ -88,9 +88,12 @@ class MqttController(Controller):
                 raise Invalid(f"{amps} A is outside 6..{high} A (limits.max_current_a)")
             return amps
         if field == "phases":
-            phases = parse_whole(value)
-            if phases not in (1, 3):
-                raise Invalid(f"expected 1 or 3, got {_shown(value)}")
+            if isinstance(value, str) and value.strip().lower() == "auto":
+                phases: int | str = "auto"  # psm 0: the charger's own phase logic
+            else:
+                phases = parse_whole(value)
+            if phases not in (1, 3, "auto"):
+                raise Invalid(f"expected 1, 3 or auto, got {_shown(value)}")
             if self.status is not None and self.status.api_version is ApiVersion.V1:
                 raise Invalid("API v1 chargers cannot switch phases")
             return phases

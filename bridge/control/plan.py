@@ -5,7 +5,7 @@
 - enable = `alw=1` (v1) / `frc=2` (`enable_mode: force`) or `frc=0` (`neutral`) on v2;
   disable = `alw=0` / `frc=1`;
 - current = `amx` on v1 firmware ≥ 040 (never `amp`: EEPROM wear), `amp` on older v1 and v2;
-- phases = `psm=1|2`, API v2 only.
+- phases = `psm=1|2`, or `psm=0` for "auto" (the charger's own logic), API v2 only.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..goe.codec_v2 import PHASES_TO_PSM
+from ..goe.codec_v2 import PHASES_TO_PSM, PSM_TO_PHASES
 from ..goe.model import ApiVersion, ChargerStatus, Target, WireValue, firmware_major
 
 MIN_CURRENT_A = 6
@@ -96,7 +96,7 @@ def plan(
         if want.phases is not None:
             psm = PHASES_TO_PSM.get(want.phases)
             if psm is None:
-                unsupported.append(f"phases: {want.phases} is not 1 or 3")
+                unsupported.append(f"phases: {want.phases} is not 1, 3 or auto")
             elif status.phases != want.phases:
                 phases["psm"] = psm
     return Plan(switch, current, phases, tuple(unsupported))
@@ -119,7 +119,7 @@ def assume_written(status: ChargerStatus, changes: Mapping[str, WireValue]) -> C
         elif key == "alw":
             fields["allow_charging"] = bool(value)
         elif key == "psm" and isinstance(value, int):
-            fields["phases"] = {1: 1, 2: 3}.get(value)
+            fields["phases"] = PSM_TO_PHASES.get(value)
     return dataclasses.replace(status, **fields) if fields else status  # type: ignore[arg-type]
 
 

@@ -24,8 +24,9 @@ from .model import (
 
 # psm: 0 auto, 1 force 1-phase, 2 force 3-phase (removed apikeys-en.md row, still emitted
 # by fw 60.5: goe-api.md §3.1).
-PSM_TO_PHASES: Mapping[int, int] = {1: 1, 2: 3}
-PHASES_TO_PSM: Mapping[int, int] = {1: 1, 3: 2}
+# psm: 0 auto (the charger's own logic), 1 force one phase, 2 force three (apikeys-en.md)
+PSM_TO_PHASES: Mapping[int, int | str] = {0: "auto", 1: 1, 2: 3}
+PHASES_TO_PSM: Mapping[int | str, int] = {"auto": 0, 1: 1, 3: 2}
 
 # Keys the bridge writes on API v2 (`su`: simulate unplugging, for openWB's CP interruption).
 WRITABLE = frozenset({"amp", "frc", "psm", "trx", "su"})

@@ -178,7 +178,7 @@ class ChargerStatus:
     power_factor_n_pct: float | None = None
     # phases
     phases_in_use: int | None = None
-    phases: int | None = None
+    phases: int | str | None = None  # 1, 3, or "auto" (psm 0)
     phase_l1_available: bool | None = None
     phase_l2_available: bool | None = None
     phase_l3_available: bool | None = None
@@ -243,4 +243,4 @@ class Target:
 
     allow: bool | None
     current_a: float | None = None
-    phases: int | None = None
+    phases: int | str | None = None  # 1, 3, or "auto" (psm 0)

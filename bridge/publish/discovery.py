@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__
@@ -16,35 +17,223 @@ from .fields import Topics, bridge_state_topic
 
 BRIDGE_NODE = "goe_bridge"
 
-# field → (component, device_class, unit, state_class, name)
-SENSORS: tuple[tuple[str, str | None, str | None, str | None, str], ...] = (
-    ("power_w", "power", "W", "measurement", "Power"),
-    ("power_l1_w", "power", "W", "measurement", "Power L1"),
-    ("power_l2_w", "power", "W", "measurement", "Power L2"),
-    ("power_l3_w", "power", "W", "measurement", "Power L3"),
-    ("current_l1_a", "current", "A", "measurement", "Current L1"),
-    ("current_l2_a", "current", "A", "measurement", "Current L2"),
-    ("current_l3_a", "current", "A", "measurement", "Current L3"),
-    ("voltage_l1_v", "voltage", "V", "measurement", "Voltage L1"),
-    ("voltage_l2_v", "voltage", "V", "measurement", "Voltage L2"),
-    ("voltage_l3_v", "voltage", "V", "measurement", "Voltage L3"),
-    ("energy_total_wh", "energy", "Wh", "total_increasing", "Energy total"),
-    ("energy_session_wh", "energy", "Wh", "total_increasing", "Energy this session"),
-    ("temperature_c", "temperature", "°C", "measurement", "Temperature"),
-    ("effective_current_a", "current", "A", "measurement", "Effective current"),
-    ("phases_in_use", None, None, "measurement", "Phases in use"),
-    ("wifi_rssi_dbm", "signal_strength", "dBm", "measurement", "WiFi signal"),
-    ("frequency_hz", "frequency", "Hz", "measurement", "Grid frequency"),
-    ("car_state", "enum", None, None, "Car state"),
-    ("error", None, None, None, "Error"),
-    ("model_status", None, None, None, "Charging reason"),
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """How one field of the topic contract appears in Home Assistant."""
+
+    field: str
+    name: str
+    platform: str = "sensor"
+    device_class: str | None = None
+    unit: str | None = None
+    state_class: str | None = None
+    diagnostic: bool = False
+    enabled: bool = True  # False: noisy or technical, enabled by the user when wanted
+    options: tuple[str, ...] | None = None
+
+
+def _meter(field: str, name: str, device_class: str, unit: str, **kw: Any) -> Entity:
+    return Entity(field, name, device_class=device_class, unit=unit, state_class="measurement",
+                  **kw)  # fmt: skip
+
+
+# Every field of the topic contract; the controllable ones (allow_charging, current_limit_a,
+# phases) are controls while control.source is mqtt (see charger_config).
+ENTITIES: tuple[Entity, ...] = (
+    _meter("power_w", "Power", "power", "W"),
+    *(_meter(f"power_l{n}_w", f"Power L{n}", "power", "W") for n in (1, 2, 3)),
+    _meter("power_n_w", "Power N", "power", "W", diagnostic=True, enabled=False),
+    *(_meter(f"current_l{n}_a", f"Current L{n}", "current", "A") for n in (1, 2, 3)),
+    *(_meter(f"voltage_l{n}_v", f"Voltage L{n}", "voltage", "V") for n in (1, 2, 3)),
+    _meter("voltage_n_v", "Voltage N", "voltage", "V", diagnostic=True, enabled=False),
+    *(
+        _meter(
+            f"power_factor_l{n}_pct",
+            f"Power factor L{n}",
+            "power_factor",
+            "%",
+            diagnostic=True,
+            enabled=False,
+        )
+        for n in (1, 2, 3)
+    ),
+    _meter(
+        "power_factor_n_pct", "Power factor N", "power_factor", "%", diagnostic=True, enabled=False
+    ),
+    Entity(
+        "energy_total_wh",
+        "Energy total",
+        device_class="energy",
+        unit="Wh",
+        state_class="total_increasing",
+    ),
+    Entity(
+        "energy_session_wh",
+        "Energy this session",
+        device_class="energy",
+        unit="Wh",
+        state_class="total_increasing",
+    ),
+    _meter("effective_current_a", "Effective current", "current", "A", diagnostic=True),
+    Entity("max_current_a", "Maximum current", device_class="current", unit="A", diagnostic=True),
+    Entity("cable_current_a", "Cable current", device_class="current", unit="A", diagnostic=True),
+    Entity("phases_in_use", "Phases in use", state_class="measurement"),
+    _meter("temperature_c", "Temperature", "temperature", "°C", diagnostic=True),
+    _meter("wifi_rssi_dbm", "WiFi signal", "signal_strength", "dBm", diagnostic=True),
+    _meter("frequency_hz", "Grid frequency", "frequency", "Hz", diagnostic=True),
+    Entity(
+        "car_state",
+        "Car state",
+        device_class="enum",
+        options=(
+            "idle",
+            "charging",
+            "waiting_for_car",
+            "complete",
+            "error",
+            "initializing",
+            "unknown",
+        ),
+    ),
+    Entity("car", "Car state code", diagnostic=True, enabled=False),
+    Entity(
+        "force_state",
+        "Force state",
+        device_class="enum",
+        options=("neutral", "off", "on"),
+        diagnostic=True,
+    ),
+    Entity("error", "Error", diagnostic=True),
+    Entity("error_code", "Error code", diagnostic=True, enabled=False),
+    Entity("model_status", "Charging reason", diagnostic=True),
+    Entity("model_status_code", "Charging reason code", diagnostic=True, enabled=False),
+    Entity("api_version", "API version", diagnostic=True, enabled=False),
+    Entity("firmware", "Firmware", diagnostic=True, enabled=False),
+    Entity("serial", "Serial number", diagnostic=True, enabled=False),
+    Entity("hardware", "Hardware", diagnostic=True, enabled=False),
+    Entity(
+        "variant_kw", "Rated power", device_class="power", unit="kW", diagnostic=True, enabled=False
+    ),
+    Entity("rfid_card", "RFID card", diagnostic=True),
+    Entity("data_age_s", "Cloud data age", device_class="duration", unit="s", diagnostic=True),
+    Entity("plugged", "Plugged in", platform="binary_sensor", device_class="plug"),
+    Entity("charging", "Charging", platform="binary_sensor", device_class="battery_charging"),
+    *(
+        Entity(
+            f"phase_l{n}_available",
+            f"Mains L{n}",
+            platform="binary_sensor",
+            device_class="power",
+            diagnostic=True,
+            enabled=False,
+        )
+        for n in (1, 2, 3)
+    ),
 )
-BINARY_SENSORS: tuple[tuple[str, str, str], ...] = (
-    ("plugged", "plug", "Plugged in"),
-    ("charging", "battery_charging", "Charging"),
-)
-DIAGNOSTIC = {"temperature_c", "wifi_rssi_dbm", "frequency_hz", "model_status", "error",
-              "effective_current_a"}  # fmt: skip
+CONTROLLABLE = ("allow_charging", "current_limit_a", "phases")
+# A cleared topic (an empty retained message: the value became unknown) shows as unknown, and
+# the control topics' `none` ("leave as it is") too; Home Assistant treats a rendered None so.
+UNKNOWN_TEMPLATE = "{{ value if value not in ('', 'none') else None }}"
+
+
+# Fields an API reports as null at times (no car, not charging, no card): a charger with that
+# API has them even when one status does not show them.
+SOMETIMES_NULL: Mapping[ApiVersion, frozenset[str]] = {
+    ApiVersion.V2: frozenset({"effective_current_a", "cable_current_a", "rfid_card", "phases"}),
+    ApiVersion.V1: frozenset({"cable_current_a", "rfid_card"}),
+}
+
+
+def capabilities(known: frozenset[str], status: ChargerStatus) -> frozenset[str]:
+    """The fields a charger has: every field it ever reported, plus those its API reports as
+    null at times. Grows; the discovery follows it."""
+    return known | frozenset(status.fields()) | SOMETIMES_NULL.get(status.api_version, frozenset())
+
+
+def removals(announced: Mapping[str, str], current: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """Components announced before and gone now, in the form Home Assistant deletes them by:
+    the component id with only its platform (`{"p": "number"}`)."""
+    return {cid: {"p": platform} for cid, platform in announced.items() if cid not in current}
+
+
+def announced_components(payload: bytes) -> dict[str, str]:
+    """The real components (more than the removal form) of a device config as published."""
+    try:
+        cmps = json.loads(payload).get("cmps") or {}
+    except (ValueError, AttributeError, RecursionError):
+        return {}
+    return {
+        str(cid): str(c["p"])
+        for cid, c in cmps.items()
+        if isinstance(c, dict) and isinstance(c.get("p"), str) and len(c) > 1
+    }
+
+
+def _control_entities(add: Any, topics: Topics, *, controlled: bool) -> None:
+    """What the bridge is doing: the control source always; with a controller, whether the
+    charger shows the Target, the failsafe, the Target itself and the last command's result
+    (its reason as attributes)."""
+    diag = {"entity_category": "diagnostic"}
+    add("control/source", "sensor", "Control source", state_topic=topics.control("source"), **diag)
+    if not controlled:
+        return
+    add(
+        "control/in_sync",
+        "binary_sensor",
+        "In sync",
+        state_topic=topics.control("in_sync"),
+        payload_on="true",
+        payload_off="false",
+        value_template=UNKNOWN_TEMPLATE,
+        **diag,
+    )
+    add(
+        "control/failsafe_active",
+        "binary_sensor",
+        "Failsafe active",
+        device_class="problem",
+        state_topic=topics.control("failsafe_active"),
+        payload_on="true",
+        payload_off="false",
+        value_template=UNKNOWN_TEMPLATE,
+        **diag,
+    )
+    add(
+        "control/target_allow",
+        "sensor",
+        "Target: allow charging",
+        state_topic=topics.control("target_allow"),
+        value_template=UNKNOWN_TEMPLATE,
+        **diag,
+    )
+    add(
+        "control/target_current_a",
+        "sensor",
+        "Target: current",
+        device_class="current",
+        unit_of_measurement="A",
+        state_topic=topics.control("target_current_a"),
+        value_template=UNKNOWN_TEMPLATE,
+        **diag,
+    )
+    add(
+        "control/target_phases",
+        "sensor",
+        "Target: phases",
+        state_topic=topics.control("target_phases"),
+        value_template=UNKNOWN_TEMPLATE,
+        **diag,
+    )
+    add(
+        "result",
+        "sensor",
+        "Last command",
+        state_topic=topics.result,
+        value_template="{{ 'ok' if value_json.ok else 'rejected' }}",
+        json_attributes_topic=topics.result,
+        **diag,
+    )
 
 
 def node_id(charger_id: str) -> str:
@@ -89,9 +278,17 @@ def charger_config(
     *,
     controllable: bool,
     max_current_a: int,
+    capable: frozenset[str] | None = None,
+    announced: Mapping[str, str] | None = None,
+    control_source: str = "mqtt",
 ) -> tuple[str, str]:
+    """The device config for one charger. Until the charger answered once (`status` None),
+    only what needs no capability: reachability. `capable` (see `capabilities`) decides the
+    sensors; `announced` components that are gone are sent in the removal form."""
     node = node_id(topics.charger)
-    reported: Mapping[str, Any] = status.fields() if status else {}
+    reported: frozenset[str] = (
+        capable if capable is not None else frozenset(status.fields() if status else ())
+    )
     device: dict[str, Any] = {
         "ids": [node],
         "name": f"go-e {topics.charger}",
@@ -105,34 +302,36 @@ def charger_config(
         device["sn"] = status.serial
     cmps: dict[str, dict[str, Any]] = {}
 
-    def add(field: str, component: str, name: str, **extra: Any) -> None:
-        cmps[f"{node}_{field}"] = {
+    def add(field: str, component: str, name: str, *, key: str | None = None,
+            **extra: Any) -> None:  # fmt: skip
+        key = key or field.replace("/", "_")
+        cmps[f"{node}_{key}"] = {
             "p": component,
             "name": name,
-            "unique_id": f"{node}_{field}",
-            "state_topic": topics.field(field),
+            "unique_id": f"{node}_{key}",
+            "state_topic": extra.pop("state_topic", None) or topics.field(field),
             **{k: v for k, v in extra.items() if v is not None},
         }
 
-    for field, device_class, unit, state_class, name in SENSORS:
-        if reported and field not in reported:
-            continue  # the charger's API does not report it
+    for entity in ENTITIES:
+        if entity.field not in reported:
+            continue  # the charger's API does not report it (or nothing is known yet)
+        extra: dict[str, Any] = {}
+        if entity.platform == "binary_sensor":
+            extra.update(payload_on="true", payload_off="false")
         add(
-            field,
-            "sensor",
-            name,
-            device_class=device_class,
-            unit_of_measurement=unit,
-            state_class=state_class,
-            entity_category="diagnostic" if field in DIAGNOSTIC else None,
-            options=(
-                ["idle", "charging", "waiting_for_car", "complete", "error", "initializing",
-                 "unknown"] if field == "car_state" else None
-            ),
-        )  # fmt: skip
-    for field, device_class, name in BINARY_SENSORS:
-        add(field, "binary_sensor", name, device_class=device_class,
-            payload_on="true", payload_off="false")  # fmt: skip
+            entity.field,
+            entity.platform,
+            entity.name,
+            device_class=entity.device_class,
+            unit_of_measurement=entity.unit,
+            state_class=entity.state_class,
+            entity_category="diagnostic" if entity.diagnostic else None,
+            enabled_by_default=None if entity.enabled else False,
+            options=list(entity.options) if entity.options else None,
+            value_template=UNKNOWN_TEMPLATE,
+            **extra,
+        )
     cmps[f"{node}_availability"] = {
         "p": "binary_sensor",
         "name": "Reachable",
@@ -145,21 +344,34 @@ def charger_config(
         # shown even when the charger is offline: only the bridge's state matters here
         "availability": [{"topic": bridge_state_topic(topics.base)}],
     }
-    if controllable:
+    if status is None:
+        pass  # no capability known yet: the controls come with the first answer
+    elif controllable:
+        # QoS is read per entity (a top-level `qos` in a device config is not applied to the
+        # components' commands): QoS 1, so the broker keeps a command while the bridge is away
         add("allow_charging", "switch", "Allow charging",
-            command_topic=topics.set("allow_charging"),
+            command_topic=topics.set("allow_charging"), qos=1,
             payload_on="true", payload_off="false", state_on="true", state_off="false")  # fmt: skip
         add("current_limit_a", "number", "Charging current",
             command_topic=topics.set("current_limit_a"), min=6, max=max_current_a, step=1,
-            mode="slider", unit_of_measurement="A", device_class="current")  # fmt: skip
-        if status is None or status.api_version is ApiVersion.V2:
-            add("phases", "select", "Phases", command_topic=topics.set("phases"),
-                options=["1", "3"])  # fmt: skip
+            mode="slider", unit_of_measurement="A", device_class="current", qos=1)  # fmt: skip
+        if status.api_version is ApiVersion.V2:
+            add("phases", "select", "Phases", command_topic=topics.set("phases"), qos=1,
+                options=["auto", "1", "3"])  # fmt: skip
     else:
-        add("current_limit_a", "sensor", "Charging current", device_class="current",
-            unit_of_measurement="A", state_class="measurement")  # fmt: skip
-        add("allow_charging", "binary_sensor", "Charging allowed",
-            payload_on="true", payload_off="false")  # fmt: skip
+        # Read-only twins of the controls get ids of their own: a component id that changed
+        # its platform (number → sensor) would not be replaced in Home Assistant; the controls'
+        # ids get the removal form instead.
+        add("current_limit_a", "sensor", "Charging current", key="current_limit_a_state",
+            device_class="current", unit_of_measurement="A", state_class="measurement",
+            value_template=UNKNOWN_TEMPLATE)  # fmt: skip
+        add("allow_charging", "binary_sensor", "Charging allowed", key="allow_charging_state",
+            payload_on="true", payload_off="false", value_template=UNKNOWN_TEMPLATE)  # fmt: skip
+        if "phases" in reported:
+            add("phases", "sensor", "Phases", key="phases_state", value_template=UNKNOWN_TEMPLATE)
+    if status is not None:
+        _control_entities(add, topics, controlled=control_source != "none")
+    cmps.update(removals(announced or {}, cmps))
     payload = {
         "dev": device,
         "o": {"name": "goe-bridge", "sw": __version__},

@@ -123,10 +123,17 @@ class FieldPublisher:
         if full:
             self._last_full = now
         out: list[tuple[str, str]] = []
-        for name, value in status.fields().items():
+        fields = status.fields()
+        for name, value in fields.items():
             if full or self._changed(name, value):
                 self._sent[name] = value
                 out.append((self.topics.field(name), scalar(value)))
+        # A field that became unknown (no car: no cable current; idle: no effective current;
+        # the card gone) is cleared: an empty retained message deletes the topic, so nobody
+        # reads an old value as the current one.
+        for name in [n for n in self._sent if n not in fields]:
+            del self._sent[name]
+            out.append((self.topics.field(name), ""))
         if self.raw:
             for key, value in status.raw.items():
                 if "/" in key or "+" in key or "#" in key:

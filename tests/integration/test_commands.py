@@ -123,7 +123,7 @@ async def test_each_settable_field_reaches_the_charger(
             "allow_charging",
             "expected true/false (or 1/0, on/off), got 2",
         ),
-        ("phases/set", "2", "phases", "expected 1 or 3, got 2"),
+        ("phases/set", "2", "phases", "expected 1, 3 or auto, got 2"),
         (
             "colour/set",
             "red",

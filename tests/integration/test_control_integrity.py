@@ -168,3 +168,23 @@ async def test_a_command_already_handled_is_never_applied_again(
         # a new command with the same value, sent live, is a command
         await probe.publish(f"{root}/current_limit_a/set", "7")
         await until(lambda: sim.amp == 7, what="7 A again")
+
+
+async def test_phases_auto_end_to_end(mosquitto: Any, base_topic: str, charging_sim: Any) -> None:
+    """`phases/set auto` gives the phase choice back to the charger (psm 0), and `phases` is
+    published as `auto`."""
+    sim, fe = charging_sim
+    cfg = make_config(mosquitto, base_topic,
+                      [http_charger("c", fe.port, phase_switch_min_interval_s=0)])  # fmt: skip
+    root = f"{base_topic}/c"
+    async with running_bridge(cfg), Probe(mosquitto.host, mosquitto.port, f"{root}/#") as probe:
+        await probe.wait_for(f"{root}/phases", "3")
+        await probe.publish(f"{root}/phases/set", "1")
+        await until(lambda: sim.psm == 1, what="psm=1")
+        await probe.wait_for(f"{root}/phases", "1")
+        since = probe.mark()
+        await probe.publish(f"{root}/phases/set", "auto")
+        result = json.loads((await probe.wait_for(f"{root}/result", since=since)).payload)
+        assert result == {"ok": True, "field": "phases", "value": "auto", "error": None}
+        await until(lambda: sim.psm == 0, what="psm=0")
+        await probe.wait_for(f"{root}/phases", "auto", since=since)

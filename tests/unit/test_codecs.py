@@ -244,3 +244,8 @@ def test_api_detection_from_payload() -> None:
     assert detect.api_of({"x": 1}) is None
     with pytest.raises(detect.DecodeFailed, match="pass --api"):
         detect.decode_text('{"x": 1}')
+
+
+@pytest.mark.parametrize(("psm", "phases"), [(0, "auto"), (1, 1), (2, 3), (7, None)])
+def test_psm_decodes_to_phases_with_auto(psm: int, phases: object) -> None:
+    assert codec_v2.decode({"car": 1, "psm": psm}).phases == phases

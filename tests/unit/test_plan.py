@@ -49,8 +49,15 @@ CABLE_13 = ChargerStatus(api_version=ApiVersion.V2, force_state="on", current_li
             Target(True, 10, phases=2),
             V2_ON_10,
             {},
-            Plan(unsupported=("phases: 2 is not 1 or 3",)),
+            Plan(unsupported=("phases: 2 is not 1, 3 or auto",)),
             id="v2-phases-2",
+        ),
+        pytest.param(
+            Target(True, 10, phases="auto"),
+            V2_ON_10,
+            {},
+            Plan({}, {}, {"psm": 0}),
+            id="v2-phases-auto",
         ),
         pytest.param(
             Target(False, 10),

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
-from bridge.goe import codec_v2
+from bridge.goe import codec_v1, codec_v2
 from bridge.goe.model import ApiVersion, ChargerStatus
 from bridge.publish import discovery
 from bridge.publish.fields import FieldPublisher, Topics, control_messages, deadband, scalar
-from tests.conftest import load_fixture
+from tests.conftest import ROOT, load_fixture
 
 
 @pytest.mark.parametrize(
@@ -96,7 +97,10 @@ def test_discovery_payload_structure() -> None:
         "number", 6, 16, "goe/garage/current_limit_a/set",
     )  # fmt: skip
     assert cmps["goe_bridge_garage_allow_charging"]["p"] == "switch"
-    assert cmps["goe_bridge_garage_phases"]["options"] == ["1", "3"]
+    assert cmps["goe_bridge_garage_phases"]["options"] == ["auto", "1", "3"]
+    # every command entity asks for QoS 1 itself (HA reads qos per entity)
+    for control in ("current_limit_a", "allow_charging", "phases"):
+        assert cmps[f"goe_bridge_garage_{control}"]["qos"] == 1
     assert cmps["goe_bridge_garage_temperature_c"]["unit_of_measurement"] == "°C"
 
 
@@ -107,3 +111,43 @@ def test_discovery_read_only_has_no_controls() -> None:
     )
     cmps = json.loads(payload)["cmps"]
     assert not [c for c in cmps.values() if c["p"] in ("switch", "number", "select")]
+
+
+def test_a_field_that_becomes_unknown_is_cleared_not_left_stale() -> None:
+    publisher = FieldPublisher(Topics("goe", "g"), refresh_s=300)
+    charging = ChargerStatus(ApiVersion.V2, power_w=11000.0, effective_current_a=16.0)
+    idle = ChargerStatus(ApiVersion.V2, power_w=0.0)
+    publisher.update(charging, 0)
+    out = dict(publisher.update(idle, 1))
+    assert out["goe/g/effective_current_a"] == ""  # an empty retained message deletes it
+    assert out["goe/g/power_w"] == "0"
+    assert "goe/g/effective_current_a" not in dict(publisher.update(idle, 2))  # once
+
+
+def test_every_field_of_the_contract_has_an_entity() -> None:
+    from bridge.goe.model import FIELD_NAMES
+
+    covered = {e.field for e in discovery.ENTITIES} | set(discovery.CONTROLLABLE)
+    assert set(FIELD_NAMES) == covered
+
+
+@pytest.mark.parametrize(
+    ("fixture", "decode", "golden"),
+    [
+        ("v2-status-full-idle.json", codec_v2.decode, "discovery-v2.json"),
+        ("v1-status-fw041-finished.json", codec_v1.decode, "discovery-v1.json"),
+    ],
+    ids=["v2", "v1"],
+)
+def test_the_exact_discovery_document(fixture: str, decode: Any, golden: str) -> None:
+    """The whole device config for a real v1 and v2 status, as Home Assistant receives it
+    (tests/fixtures/discovery-*.json; regenerate them on purpose when the entities change)."""
+    status = decode(load_fixture(fixture))
+    _, payload = discovery.charger_config(
+        "homeassistant", Topics("goe", "garage"), status, controllable=True, max_current_a=16,
+        capable=discovery.capabilities(frozenset(), status),
+    )  # fmt: skip
+    doc = json.loads(payload)
+    doc["o"]["sw"] = "VERSION"  # the bridge's version changes with every release
+    expected = json.loads((ROOT / "tests" / "fixtures" / golden).read_text())
+    assert doc == expected

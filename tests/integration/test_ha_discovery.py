@@ -158,3 +158,21 @@ async def test_a_control_source_change_deletes_the_controls(
                 await last_document(probe, "s", since=since)
                 await asyncio.sleep(1.0)
             assert len(documents(probe, "s", since)) == 1
+
+
+async def test_home_assistant_coming_online_gets_the_discovery_again(
+    mosquitto: Any, base_topic: str
+) -> None:
+    sim = SimCharger(api=ApiVersion.V2)
+    async with HttpFrontend(sim) as fe:
+        cfg = make_config(mosquitto, base_topic, [http_charger("h", fe.port)])
+        async with (
+            Probe(mosquitto.host, mosquitto.port, "homeassistant/#") as probe,
+            running_bridge(cfg),
+        ):
+            first = await last_document(probe, "h")
+            since = probe.mark()
+            await probe.publish("homeassistant/status", "online")  # HA restarted
+            again = await last_document(probe, "h", since=since)
+            assert again == first
+            await probe.wait_for("homeassistant/device/goe_bridge/config", since=since)

@@ -152,6 +152,7 @@ class ChargerRuntime:
         self.publisher = FieldPublisher(self.topics, config.publish.refresh_s, config.publish.raw)
         self.status: ChargerStatus | None = None
         self.plausibility = Plausibility(self._plausibility_event)
+        self._dropped: set[str] = set()
         self.available: bool | None = None
         self.control_state: dict[str, Any] = {"source": cfg.control.source}
         self.commands: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
@@ -239,7 +240,16 @@ class ChargerRuntime:
         level = log.warning if event == "status.implausible" else log.info
         level(event, charger=self.id, **fields)
 
+    def _note_dropped(self, status: ChargerStatus) -> None:
+        """A value the decoder had to leave out: logged once per key and episode."""
+        keys = {text.split(":", 1)[0].split("[", 1)[0]: text for text in status.dropped}
+        for key, text in keys.items():
+            if key not in self._dropped:
+                log.warning("status.value_dropped", charger=self.id, key=key, error=text)
+        self._dropped = set(keys)
+
     def on_status(self, status: ChargerStatus) -> None:
+        self._note_dropped(status)
         status = self.plausibility.check(status, time.monotonic())
         previous = self.status
         self.status = status

@@ -7,11 +7,13 @@ Pure: no I/O, no await.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from .. import jsontext
 from .model import CAR_STATES, SECRET_KEYS, ApiVersion, CodecError
+
+T = TypeVar("T")
 
 NRG_LEN = 16
 
@@ -223,3 +225,20 @@ def temperature(payload: Mapping[str, Any]) -> float | None:
     if sensors:
         return max(sensors)
     return None
+
+
+class Lenient:
+    """Decodes one field at a time: a value that cannot be read is left out and noted, so a
+    `pha` that is not six booleans or a null inside `tma` does not fail the whole poll and
+    make a working charger look unreachable. The core values (`car`, `nrg`) are read strictly
+    by the codecs, outside of this."""
+
+    def __init__(self) -> None:
+        self.dropped: list[str] = []
+
+    def __call__(self, read: Callable[[], T]) -> T | None:
+        try:
+            return read()
+        except CodecError as exc:
+            self.dropped.append(str(exc))
+            return None

@@ -23,47 +23,51 @@ def decode(payload: Mapping[str, Any]) -> ChargerStatus:
     if not isinstance(payload, Mapping):
         raise CodecError(f"status: expected a JSON object, got {type(payload).__name__}")
     fields: dict[str, Any] = {}
+    soft = c.Lenient()  # one odd value costs that value, not the poll
 
+    # core values: strict, a broken one fails the poll
     fields.update(c.car_fields(c.as_int(payload, "car")))
-    fields["allow_charging"] = c.as_bool(payload, "alw")
-    err = c.as_int(payload, "err")
+    nrg = c.decode_nrg(payload, ApiVersion.V1)
+
+    fields["allow_charging"] = soft(lambda: c.as_bool(payload, "alw"))
+    err = soft(lambda: c.as_int(payload, "err"))
     if err is not None:
         fields["error_code"] = err
         fields["error"] = ERRORS_V1.get(err, "unknown")
 
-    fields["current_limit_a"] = c.as_int(payload, "amp")
-    fields["max_current_a"] = c.as_int(payload, "ama")
-    cable = c.as_int(payload, "cbl")
+    fields["current_limit_a"] = soft(lambda: c.as_int(payload, "amp"))
+    fields["max_current_a"] = soft(lambda: c.as_int(payload, "ama"))
+    cable = soft(lambda: c.as_int(payload, "cbl"))
     fields["cable_current_a"] = cable or None  # "0" = no cable limit
 
-    nrg = c.decode_nrg(payload, ApiVersion.V1)
-    bits = c.pha_bits_v1(payload)
+    bits = soft(lambda: c.pha_bits_v1(payload))
     if nrg and bits is not None:
         _apply_l1_on_n_rule(nrg, bits)
     fields.update(nrg)
     fields["phases_in_use"] = c.phases_in_use(nrg)
     fields.update(c.availability_fields(bits))
 
-    fsp = c.as_bool(payload, "fsp")
+    fsp = soft(lambda: c.as_bool(payload, "fsp"))
     if fsp is not None:  # only the V3 legacy emulation carries fsp (goe-api.md §2.1)
         fields["phases"] = 1 if fsp else 3
         fields["hardware"] = "V3+ (legacy API v1)"
 
-    eto = c.as_number(payload, "eto")
+    eto = soft(lambda: c.as_number(payload, "eto"))
     if eto is not None:
         fields["energy_total_wh"] = eto * 100  # 0.1 kWh
-    dws = c.as_number(payload, "dws")
+    dws = soft(lambda: c.as_number(payload, "dws"))
     if dws is not None:
         fields["energy_session_wh"] = round(dws / 360, 3)  # deca-watt-seconds
 
-    fields["temperature_c"] = c.temperature(payload)
-    fields["firmware"] = c.as_text(payload, "fwv")
-    fields["serial"] = c.as_text(payload, "sse")
-    fields["rfid_card"] = _card(payload)
+    fields["temperature_c"] = soft(lambda: c.temperature(payload))
+    fields["firmware"] = soft(lambda: c.as_text(payload, "fwv"))
+    fields["serial"] = soft(lambda: c.as_text(payload, "sse"))
+    fields["rfid_card"] = soft(lambda: _card(payload))
 
     return ChargerStatus(
         api_version=ApiVersion.V1,
         raw=c.public_raw(payload),
+        dropped=tuple(soft.dropped),
         **{k: v for k, v in fields.items() if v is not None},
     )
 

@@ -45,53 +45,56 @@ def decode(payload: Mapping[str, Any]) -> ChargerStatus:
     if not isinstance(payload, Mapping):
         raise CodecError(f"status: expected a JSON object, got {type(payload).__name__}")
     fields: dict[str, Any] = {}
+    soft = c.Lenient()  # one odd value costs that value, not the poll
 
+    # core values: strict, a broken one fails the poll
     fields.update(c.car_fields(c.as_int(payload, "car")))
-    fields["allow_charging"] = c.as_bool(payload, "alw")
-    frc = c.as_int(payload, "frc")
+    nrg = c.decode_nrg(payload, ApiVersion.V2)
+
+    fields["allow_charging"] = soft(lambda: c.as_bool(payload, "alw"))
+    frc = soft(lambda: c.as_int(payload, "frc"))
     if frc is not None:
         fields["force_state"] = FORCE_STATES.get(frc, f"unknown_{frc}")
-    err = c.as_int(payload, "err")
+    err = soft(lambda: c.as_int(payload, "err"))
     if err is not None:
         fields["error_code"] = err
         fields["error"] = ERRORS_V2.get(err, "unknown")
-    model = c.as_int(payload, "modelStatus")
+    model = soft(lambda: c.as_int(payload, "modelStatus"))
     if model is not None:
         fields["model_status_code"] = model
         fields["model_status"] = MODEL_STATUS.get(model, "unknown")
 
-    fields["current_limit_a"] = c.as_int(payload, "amp")
-    fields["effective_current_a"] = c.as_number(payload, "acu")
-    fields["max_current_a"] = c.as_int(payload, "ama")
-    fields["cable_current_a"] = c.as_int(payload, "cbl") or None
+    fields["current_limit_a"] = soft(lambda: c.as_int(payload, "amp"))
+    fields["effective_current_a"] = soft(lambda: c.as_number(payload, "acu"))
+    fields["max_current_a"] = soft(lambda: c.as_int(payload, "ama"))
+    fields["cable_current_a"] = soft(lambda: c.as_int(payload, "cbl")) or None
 
-    nrg = c.decode_nrg(payload, ApiVersion.V2)
     fields.update(nrg)
     fields["phases_in_use"] = c.phases_in_use(nrg)
-    fields.update(c.availability_fields(c.pha_bits_v2(payload)))
-    psm = c.as_int(payload, "psm")
+    fields.update(c.availability_fields(soft(lambda: c.pha_bits_v2(payload))))
+    psm = soft(lambda: c.as_int(payload, "psm"))
     if psm is not None:
         fields["phases"] = PSM_TO_PHASES.get(psm)
 
-    fields["energy_total_wh"] = c.as_number(payload, "eto")  # Wh on v2
+    fields["energy_total_wh"] = soft(lambda: c.as_number(payload, "eto"))  # Wh on v2
     # `wh` resets after a phase switch or pause on V3+ (go-e API v2 #198, #223); it is
     # published as the charger reports it.
-    fields["energy_session_wh"] = c.as_number(payload, "wh")
+    fields["energy_session_wh"] = soft(lambda: c.as_number(payload, "wh"))
 
-    fields["temperature_c"] = c.temperature(payload)
-    fields["firmware"] = c.as_text(payload, "fwv")
-    fields["serial"] = c.as_text(payload, "sse")
-    fields["hardware"] = c.as_text(payload, "typ")
-    fields["variant_kw"] = c.as_int(payload, "var")
-    fields["rfid_card"] = _card(payload)
-    rssi = c.as_int(payload, "rssi")
-    fields["wifi_rssi_dbm"] = rssi
-    fhz = c.as_number(payload, "fhz")
+    fields["temperature_c"] = soft(lambda: c.temperature(payload))
+    fields["firmware"] = soft(lambda: c.as_text(payload, "fwv"))
+    fields["serial"] = soft(lambda: c.as_text(payload, "sse"))
+    fields["hardware"] = soft(lambda: c.as_text(payload, "typ"))
+    fields["variant_kw"] = soft(lambda: c.as_int(payload, "var"))
+    fields["rfid_card"] = soft(lambda: _card(payload))
+    fields["wifi_rssi_dbm"] = soft(lambda: c.as_int(payload, "rssi"))
+    fhz = soft(lambda: c.as_number(payload, "fhz"))
     fields["frequency_hz"] = fhz or None  # 0 = unknown (apikeys-en.md)
 
     return ChargerStatus(
         api_version=ApiVersion.V2,
         raw=c.public_raw(payload),
+        dropped=tuple(soft.dropped),
         **{k: v for k, v in fields.items() if v is not None},
     )
 

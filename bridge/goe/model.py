@@ -198,12 +198,15 @@ class ChargerStatus:
     data_age_s: float | None = None
     # every key the charger sent, secrets removed; never used for control decisions
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Values the decoder could not read and left out (the key and why): one odd value does
+    # not cost the whole poll (see codec_common.Lenient).
+    dropped: tuple[str, ...] = field(default=(), compare=False)
 
     def fields(self) -> dict[str, Any]:
         """The reported fields (absent ones left out), as published and printed."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
-            if f.name == "raw":
+            if f.name in ("raw", "dropped"):
                 continue
             value = getattr(self, f.name)
             if value is None:
@@ -217,7 +220,7 @@ class ChargerStatus:
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(
-    f.name for f in dataclasses.fields(ChargerStatus) if f.name != "raw"
+    f.name for f in dataclasses.fields(ChargerStatus) if f.name not in ("raw", "dropped")
 )
 
 

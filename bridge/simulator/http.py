@@ -51,6 +51,10 @@ async def _faulty(request: web.Request, data: Any, status: int = 200) -> web.Str
         return web.Response(text=text[: len(text) // 2], content_type="application/json")
     if isinstance(data, dict) and fault.kind == "zero_nrg" and "nrg" in data:
         return _json({**data, "nrg": [0] * 16}, status)
+    if isinstance(data, dict) and fault.kind == "odd_values":
+        # odd values in non-core keys, as users' chargers sent them: a short `pha`, a null
+        # inside `tma` (syssi/homeassistant-goecharger-mqtt issue reports)
+        return _json({**data, "pha": [True], "tma": [None, 27.5]}, status)
     if isinstance(data, dict) and fault.kind == "wrong_type":
         return _json({**data, "car": {"unexpected": True}, "nrg": "not-a-list"}, status)
     return _json(data, status)
@@ -103,7 +107,11 @@ async def v1_mqtt(request: web.Request) -> web.StreamResponse:
             await asyncio.sleep(fault.delay_s or 3600)
         elif fault.kind == "http500":
             return web.Response(status=500, text="internal error")
-    return _json(charger.set_v1(request.query.get("payload", "")))
+    # The raw query, not decoded: the charger's own HTTP server is no friendlier than what
+    # the proven clients (evcc, openWB 1.9) rely on, so `payload=amx%3D16` is not `amx=16`.
+    raw = request.rel_url.raw_query_string
+    payload = raw.split("payload=", 1)[1].split("&", 1)[0] if "payload=" in raw else ""
+    return _json(charger.set_v1(payload))
 
 
 # --------------------------------------------------------------------------- control

@@ -157,26 +157,46 @@ def test_v2_null_values_are_absent() -> None:
     ("decode", "payload", "error"),
     [
         pytest.param(codec_v1.decode, {"car": "x"}, "car: expected an integer, got 'x'", id="v1-car-text"),
-        pytest.param(codec_v1.decode, {"alw": "2"}, "alw: expected 0/1 or true/false, got '2'", id="v1-alw-2"),
         pytest.param(codec_v1.decode, {"nrg": [1, 2, 3]}, "nrg: expected 16 entries, got 3", id="v1-nrg-short"),
         pytest.param(codec_v1.decode, {"nrg": "0,0"}, "nrg: expected an array of numbers, got '0,0'", id="v1-nrg-text"),
         pytest.param(codec_v1.decode, {"nrg": [0] * 15 + ["a"]}, "nrg[15]: expected a number, got 'a'", id="v1-nrg-item"),
-        pytest.param(codec_v1.decode, {"pha": "99"}, "pha: expected a bitmask 0..63, got '99'", id="v1-pha-range"),
-        pytest.param(codec_v1.decode, {"eto": "1e999"}, "eto: expected a finite number, got '1e999'", id="v1-eto-inf"),
         pytest.param(codec_v1.decode, ["car"], "status: expected a JSON object, got list", id="v1-list"),
         pytest.param(codec_v2.decode, {"car": True}, "car: expected an integer, got True", id="v2-car-bool"),
         pytest.param(codec_v2.decode, {"car": {"a": 1}}, "car: expected an integer, got {'a': 1}", id="v2-car-object"),
-        pytest.param(codec_v2.decode, {"pha": [True]}, "pha: expected an array of 6 booleans, got [True]", id="v2-pha-short"),
         pytest.param(codec_v2.decode, {"nrg": [None] * 16}, "nrg[0]: expected a number, got None", id="v2-nrg-null"),
-        pytest.param(codec_v2.decode, {"amp": 16.5}, "amp: expected an integer, got 16.5", id="v2-amp-float"),
-        pytest.param(codec_v2.decode, {"fwv": []}, "fwv: expected a string, got []", id="v2-fwv-list"),
         pytest.param(codec_v2.decode, "text", "status: expected a JSON object, got str", id="v2-text"),
     ],
 )  # fmt: skip
-def test_malformed_inputs_give_their_exact_error(decode: Any, payload: Any, error: str) -> None:
+def test_malformed_core_values_fail_the_poll_with_their_exact_error(
+    decode: Any, payload: Any, error: str
+) -> None:
     with pytest.raises(CodecError) as info:
         decode(payload)
     assert str(info.value) == error
+
+
+@pytest.mark.parametrize(
+    ("decode", "payload", "error"),
+    [
+        pytest.param(codec_v1.decode, {"alw": "2"}, "alw: expected 0/1 or true/false, got '2'", id="v1-alw-2"),
+        pytest.param(codec_v1.decode, {"pha": "99"}, "pha: expected a bitmask 0..63, got '99'", id="v1-pha-range"),
+        pytest.param(codec_v1.decode, {"eto": "1e999"}, "eto: expected a finite number, got '1e999'", id="v1-eto-inf"),
+        pytest.param(codec_v2.decode, {"pha": [True]}, "pha: expected an array of 6 booleans, got [True]", id="v2-pha-short"),
+        pytest.param(codec_v2.decode, {"amp": 16.5}, "amp: expected an integer, got 16.5", id="v2-amp-float"),
+        pytest.param(codec_v2.decode, {"fwv": []}, "fwv: expected a string, got []", id="v2-fwv-list"),
+    ],
+)  # fmt: skip
+def test_one_odd_value_is_dropped_with_its_exact_error_and_the_rest_stands(
+    decode: Any, payload: Any, error: str
+) -> None:
+    status = decode({"car": "2" if decode is codec_v1.decode else 2, **payload})
+    assert status.dropped == (error,)
+    assert status.car_state == "charging"  # the poll still counts
+
+
+def test_a_null_inside_tma_does_not_cost_the_poll() -> None:
+    status = codec_v2.decode({"car": 2, "tma": [None, 27.5], "amp": 16})
+    assert status.current_limit_a == 16 and status.car_state == "charging"
 
 
 # --------------------------------------------------------------------------- encoders

@@ -189,7 +189,11 @@ class HttpTransport(Transport):
             # write for frequent changes. Never wear the flash.
             raise ValueError("amp must not be written on firmware >= 040; use amx")
         command = codec_v1.encode_command(key, value)
-        status, text = await self._request("/mqtt", {"payload": command})
+        # Exactly as evcc (charger/go-e/api.go) and openWB 1.9 (modules/goe) send it:
+        # `payload=amx=16` with a raw `=`. URL-encoded (`amx%3D16`) it depends on the
+        # charger's small HTTP server decoding the query, which the proven clients never
+        # rely on (goe-api.md §2.1).
+        status, text, _ = await self._http.get("/mqtt", raw_query=f"payload={command}")
         if status != 200:
             raise WriteRejected(key, f"HTTP {status} {text[:120]!r}")
         answer = self._parse("/mqtt", text)

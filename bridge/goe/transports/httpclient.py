@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Mapping
 
 import aiohttp
+from yarl import URL
 
 from ..model import ChargerUnavailable
 
@@ -41,11 +42,18 @@ class HttpClient:
         path: str,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        *,
+        raw_query: str | None = None,
     ) -> tuple[int, str, Mapping[str, str]]:
+        """`raw_query` goes on the wire exactly as given (no percent-encoding): the v1
+        charger's `/mqtt?payload=amx=16` (see HttpTransport._write_v1)."""
+        url: str | URL = self.base_url + path
+        if raw_query is not None:
+            url = URL(f"{self.base_url}{path}?{raw_query}", encoded=True)
         async with self.lock:
             try:
                 async with self._get_session().get(
-                    self.base_url + path, params=params, headers=headers, timeout=self.timeout
+                    url, params=params, headers=headers, timeout=self.timeout
                 ) as response:
                     return response.status, await response.text(), response.headers
             except TimeoutError:

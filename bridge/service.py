@@ -96,8 +96,9 @@ def make_transport(
     conn = cfg.connection
     if isinstance(conn, HttpConnection):
         return HttpTransport(
-            conn.host, conn.port, api=conn.api, timeout_s=conn.timeout_s, session=session
-        )
+            conn.host, conn.port, api=conn.api, timeout_s=conn.timeout_s, session=session,
+            max_current_a=cfg.limits.max_current_a,
+        )  # fmt: skip
     if isinstance(conn, CloudConnection):
         token = conn.token.reveal()
         if conn.api == "v1":

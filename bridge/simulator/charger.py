@@ -427,8 +427,13 @@ class SimCharger:
                     self.frc = 2 if value else 1
                 accepted = True
             elif key == "amx" and major >= 40 and 6 <= value <= 32:
-                self.amp = value  # volatile: not in EEPROM
-                accepted = True
+                if self.firmware == "042.0" and value > self.amp_eeprom:
+                    # HW V2 fw 042.0 ignores amx above the stored amp (go-eCharger-API-v1
+                    # #114, snaptec/openWB #2778): nothing changes, the status says so
+                    pass
+                else:
+                    self.amp = value  # volatile: not in EEPROM
+                    accepted = True
             elif key == "amp" and 6 <= value <= 32:
                 self.amp = self.amp_eeprom = value
                 self.eeprom_writes += 1

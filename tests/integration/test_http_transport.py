@@ -258,3 +258,20 @@ async def test_odd_values_cost_only_themselves_not_the_poll(sim_v2: HttpFrontend
     assert status.car_state is not None and status.power_w is not None
     assert status.phase_l1_available is None and status.temperature_c is None
     await t.close()
+
+
+async def test_firmware_042_gets_its_stored_amp_raised_once_then_regulated_with_amx() -> None:
+    """HW V2 firmware 042.0 ignores amx above the stored amp (go-eCharger-API-v1 #114): with a
+    stored 6 A the current could never be raised. The bridge raises the stored value once to
+    the configured maximum (one flash write), then regulates with amx below it."""
+    sim = SimCharger(api=ApiVersion.V1, firmware="042.0")
+    sim.amp = sim.amp_eeprom = 6
+    async with HttpFrontend(sim) as fe:
+        t = transport(fe, max_current_a=16)
+        await t.read_status()
+        await t.write({"amx": 10})
+        assert sim.amp == 10 and sim.amp_eeprom == 16 and sim.eeprom_writes == 1
+        await t.write({"amx": 14})
+        await t.write({"amx": 8})
+        assert sim.amp == 8 and sim.eeprom_writes == 1  # never again
+        await t.close()

@@ -46,6 +46,8 @@ class HttpTransport(Transport):
         api: Literal["auto", "v1", "v2"] = "auto",
         timeout_s: float = 5.0,
         session: aiohttp.ClientSession | None = None,
+        *,
+        max_current_a: int = 32,
     ) -> None:
         self.base_url = f"http://{host}:{port}" if port != 80 else f"http://{host}"
         self.configured_api = api
@@ -53,6 +55,9 @@ class HttpTransport(Transport):
         self._http = HttpClient(self.base_url, timeout_s, session)
         self._base: dict[str, Any] = {}  # full v2 status from start-up, polls overlay it
         self.failures = 0
+        # the configured limit: the stored `amp` a 042.0 charger is raised to, once
+        self.max_current_a = max_current_a
+        self.eeprom_raised = False
 
     # ------------------------------------------------------------------ plumbing
 
@@ -201,11 +206,46 @@ class HttpTransport(Transport):
             raise CodecError("GET /mqtt: expected the status object")
         # v1 doc: "an unsuccessful command can be recognized by the fact that the value in
         # the status object has not changed".
+        if (
+            key == "amx"
+            and isinstance(value, int)
+            and not codec_v1.verify(key, value, answer)
+            and self._amx_capped(value, answer)
+        ):
+            # HW V2 firmware 042.0 takes no `amx` above the stored `amp` (go-eCharger-API-v1
+            # #114, snaptec/openWB #2778): raise the stored value once to the configured
+            # maximum (one flash write), then regulate with `amx` below it, as the field does.
+            amps = max(value, self.max_current_a)
+            log.warning(
+                "charger.eeprom_raised",
+                url=self.base_url,
+                amp=amps,
+                firmware=self.firmware,
+                reason="amx above the stored amp is ignored by this firmware",
+            )
+            self.eeprom_raised = True
+            status, text, _ = await self._http.get("/mqtt", raw_query=f"payload=amp={amps}")
+            if status != 200:
+                raise WriteRejected("amp", f"HTTP {status} {text[:120]!r}")
+            status, text, _ = await self._http.get("/mqtt", raw_query=f"payload={command}")
+            answer = self._parse("/mqtt", text) if status == 200 else {}
+            if not isinstance(answer, dict):
+                raise CodecError("GET /mqtt: expected the status object")
         if not codec_v1.verify(key, value, answer):
             shown = "amp" if key == "amx" else key
             raise WriteRejected(
                 key, f"not applied: status shows {shown}={answer.get(shown)!r} after {command}"
             )
+
+    def _amx_capped(self, value: int, answer: Mapping[str, Any]) -> bool:
+        """amx did not take, the stored amp is below it, and it was not raised yet."""
+        if self.eeprom_raised:
+            return False
+        try:
+            stored = int(answer.get("amp"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False
+        return stored < value
 
     async def close(self) -> None:
         await self._http.close()

@@ -319,7 +319,7 @@ async def probe_mqtt(args: argparse.Namespace) -> int:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     _print_status(
-        f"go-e charger {args.serial} on MQTT {host}:{port} ({transport.write_prefix})",
+        f"go-e charger {args.serial} on MQTT {host}:{port} ({transport.write_root})",
         "go-e MQTT",
         status,
         args.json,

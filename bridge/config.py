@@ -163,6 +163,9 @@ class MqttConnection:
     serial: str
     broker: str | None = None
     prefix: str = field(default="go-eCharger", metadata=meta(check=_check_topic_prefix))
+    # The charger's custom topic prefix (app: MQTT topic prefix, key mtp): it replaces
+    # `<prefix>/<serial>` entirely, e.g. `home/garage/wallbox`.
+    topic: str | None = field(default=None, metadata=meta(check=_check_topic_prefix))
     api: Literal["auto", "v1", "v2"] = "auto"
     # No status for this long → the charger counts as unavailable.
     timeout_s: float = field(default=30, metadata=meta(min=1))

@@ -111,8 +111,9 @@ def make_transport(
     assert isinstance(conn, MqttConnection)
     link = links[config.broker_for(conn.broker) or ""]
     return GoeMqttTransport(
-        link, conn.serial, prefix=conn.prefix, api=conn.api, timeout_s=conn.timeout_s
-    )
+        link, conn.serial, prefix=conn.prefix, topic=conn.topic, api=conn.api,
+        timeout_s=conn.timeout_s,
+    )  # fmt: skip
 
 
 def phase_switch_interval(cfg: ChargerConfig) -> float:

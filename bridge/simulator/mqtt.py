@@ -33,6 +33,7 @@ class MqttFrontend:
         port: int,
         *,
         prefix: str = "go-eCharger",
+        topic: str | None = None,
         write_access: bool = True,
         v1_interval_s: float = 5.0,
         volatile_interval_s: float = 1.0,
@@ -41,6 +42,7 @@ class MqttFrontend:
         self.host = host
         self.port = port
         self.prefix = prefix.rstrip("/")
+        self.topic = topic.rstrip("/") if topic else None
         self.write_access = write_access
         self.v1_interval_s = v1_interval_s
         self.volatile_interval_s = volatile_interval_s
@@ -52,7 +54,8 @@ class MqttFrontend:
 
     @property
     def root(self) -> str:
-        return f"{self.prefix}/{self.charger.serial}"
+        # a custom topic prefix replaces `<prefix>/<serial>` entirely (go-e app, key mtp)
+        return self.topic or f"{self.prefix}/{self.charger.serial}"
 
     async def start(self) -> MqttFrontend:
         self.charger.listeners.append(self._changed.set)

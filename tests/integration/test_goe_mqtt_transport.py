@@ -55,6 +55,7 @@ async def rig(
     write_access: bool = True,
     timeout_s: float = 30,
     serial: str | None = None,
+    topic: str | None = None,
 ) -> AsyncIterator[tuple[SimCharger, GoeMqttTransport, Collector]]:
     import uuid
 
@@ -65,6 +66,7 @@ async def rig(
             link,
             serial,
             prefix=config_prefix,
+            topic=topic,
             timeout_s=timeout_s,
             result_timeout_s=1.5,
             v1_verify_timeout_s=2,
@@ -77,6 +79,7 @@ async def rig(
             broker.host,
             broker.port,
             prefix=prefix,
+            topic=topic,
             write_access=write_access,
             v1_interval_s=0.5,
         ):
@@ -112,7 +115,7 @@ async def test_v2_status_is_assembled_and_pushed(
             sim.serial,
             "idle",
         )
-        assert t.write_prefix == prefix
+        assert t.write_root == f"{prefix}/{sim.serial}"
         sim.plug()
         await until(lambda: got.statuses[-1].plugged, what="plug pushed")
 
@@ -212,3 +215,14 @@ async def test_capture_replay_yields_the_fixture_status(mosquitto: Any) -> None:
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await runner
+
+
+async def test_a_custom_topic_prefix_replaces_prefix_and_serial(mosquitto: Any) -> None:
+    """The go-e app's custom topic prefix (key mtp) replaces `<prefix>/<serial>/` entirely
+    (syssi/homeassistant-goecharger-mqtt #80, PR #128): `connection.topic` follows it."""
+    async with rig(mosquitto, api=ApiVersion.V2, prefix="go-eCharger", config_prefix="go-eCharger",
+                   topic="home/garage/wallbox") as (sim, transport, collector):  # fmt: skip
+        await until(lambda: collector.statuses, what="a status from the custom topic")
+        assert transport.write_root == "home/garage/wallbox"
+        await transport.write({"amp": 11})
+        assert sim.amp == 11

@@ -207,7 +207,7 @@ def test_probe_mqtt_finds_the_simulated_charger(mosquitto: object) -> None:
         result = run("probe", "--mqtt", broker, "--serial", "654321")
         assert result.returncode == 0, result.stderr
         assert "go-e charger 654321 on MQTT" in result.stdout
-        assert "(/go-eCharger)" in result.stdout
+        assert "(/go-eCharger/654321)" in result.stdout
         assert "API version : v2 (go-e MQTT)" in result.stdout
         result = run("probe", "--mqtt", broker, "--serial", "999999", "--timeout", "1")
         assert result.returncode == 1

@@ -55,6 +55,7 @@ class GoeMqttTransport(Transport):
         serial: str,
         *,
         prefix: str = "go-eCharger",
+        topic: str | None = None,
         api: Literal["auto", "v1", "v2"] = "auto",
         timeout_s: float = 30.0,
         result_timeout_s: float = RESULT_TIMEOUT_S,
@@ -67,7 +68,11 @@ class GoeMqttTransport(Transport):
         # The configured form first: it is where writes go until traffic shows the other.
         first = prefix if prefix.startswith("/") else base
         self.prefixes = [first, "/" + base if first == base else base]
-        self.write_prefix = first
+        # The topic roots: `<prefix>/<serial>` in both forms, or the charger's custom topic
+        # prefix (app: MQTT "topic prefix", key mtp), which replaces `<prefix>/<serial>/`
+        # entirely (syssi/homeassistant-goecharger-mqtt #80, PR #128).
+        self.roots = [topic.rstrip("/")] if topic else [f"{p}/{serial}" for p in self.prefixes]
+        self.write_root = self.roots[0]
         self.api = None if api == "auto" else ApiVersion(api)
         self.timeout_s = timeout_s
         self.result_timeout_s = result_timeout_s
@@ -84,9 +89,9 @@ class GoeMqttTransport(Transport):
         self._offline_reported = False
         self.messages = 0
         self.decode_errors = 0
-        for p in self.prefixes:
-            link.subscribe(f"{p}/{serial}/+", self._handle)
-            link.subscribe(f"{p}/{serial}/+/result", self._handle_result)
+        for root in self.roots:
+            link.subscribe(f"{root}/+", self._handle)
+            link.subscribe(f"{root}/+/result", self._handle_result)
 
     # ------------------------------------------------------------------ inbound
 
@@ -129,9 +134,9 @@ class GoeMqttTransport(Transport):
         self.messages += 1
         self._last_message = self.clock()
         # Write where the charger actually publishes (with or without the leading slash).
-        for prefix in self.prefixes:
-            if topic.startswith(f"{prefix}/{self.serial}/"):
-                self.write_prefix = prefix
+        for root in self.roots:
+            if topic.startswith(f"{root}/"):
+                self.write_root = root
                 break
         if self._offline_reported:
             self._offline_reported = False
@@ -169,9 +174,7 @@ class GoeMqttTransport(Transport):
 
     async def read_status(self) -> ChargerStatus:
         if self._status is None:
-            raise ChargerUnavailable(
-                f"no status from the charger on {self.prefixes[0]}/{self.serial}/# yet"
-            )
+            raise ChargerUnavailable(f"no status from the charger on {self.roots[0]}/# yet")
         return self._status
 
     async def run(
@@ -203,7 +206,7 @@ class GoeMqttTransport(Transport):
 
     async def _write_v2(self, key: str, value: WireValue) -> None:
         text = codec_v2.encode_set({key: value})[key]
-        topic = f"{self.write_prefix}/{self.serial}/{key}/set"
+        topic = f"{self.write_root}/{key}/set"
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._results[key] = future
         try:
@@ -215,7 +218,7 @@ class GoeMqttTransport(Transport):
                 raise WriteRejected(
                     key,
                     WRITE_ACCESS_HINT.format(
-                        topic=f"{self.write_prefix}/{self.serial}/{key}/result",
+                        topic=f"{self.write_root}/{key}/result",
                         seconds=self.result_timeout_s,
                     ),
                 ) from None
@@ -227,7 +230,7 @@ class GoeMqttTransport(Transport):
 
     async def _write_v1(self, key: str, value: WireValue) -> None:
         command = codec_v1.encode_command(key, value)
-        self.link.publish(f"{self.write_prefix}/{self.serial}/cmd/req", command, qos=1)
+        self.link.publish(f"{self.write_root}/cmd/req", command, qos=1)
         deadline = self.clock() + self.v1_verify_timeout_s
         while self.clock() < deadline:
             self._status_event.clear()

@@ -33,7 +33,8 @@ def decode(payload: Mapping[str, Any]) -> ChargerStatus:
     err = soft(lambda: c.as_int(payload, "err"))
     if err is not None:
         fields["error_code"] = err
-        fields["error"] = ERRORS_V1.get(err, "unknown")
+        # v1 doc: "10 INTERNAL (default)": any other code is the internal error
+        fields["error"] = ERRORS_V1.get(err, "internal")
 
     fields["current_limit_a"] = soft(lambda: c.as_int(payload, "amp"))
     fields["max_current_a"] = soft(lambda: c.as_int(payload, "ama"))

@@ -269,3 +269,12 @@ def test_api_detection_from_payload() -> None:
 @pytest.mark.parametrize(("psm", "phases"), [(0, "auto"), (1, 1), (2, 3), (7, None)])
 def test_psm_decodes_to_phases_with_auto(psm: int, phases: object) -> None:
     assert codec_v2.decode({"car": 1, "psm": psm}).phases == phases
+
+
+@pytest.mark.parametrize(("err", "word"), [("0", "none"), ("1", "rccb"), ("3", "phase"),
+                                           ("8", "no_ground"), ("10", "internal"),
+                                           ("2", "internal"), ("13", "internal")])  # fmt: skip
+def test_v1_error_codes_default_to_internal(err: str, word: str) -> None:
+    """go-eCharger-API-v1: `err` 1 RCCB, 3 PHASE, 8 NO_GROUND, 10 INTERNAL (default)."""
+    status = codec_v1.decode({"car": "1", "err": err})
+    assert (status.error, status.error_code) == (word, int(err))

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import jsontext, logs
-from ..goe.model import ApiVersion, Target
+from ..goe.model import PSM_SINCE, ApiVersion, Target, firmware_version
 from ..publish.fields import SETTABLE, Topics, result_payload
 from .base import Controller
 
@@ -96,6 +96,12 @@ class MqttController(Controller):
                 raise Invalid(f"expected 1, 3 or auto, got {_shown(value)}")
             if self.status is not None and self.status.api_version is ApiVersion.V1:
                 raise Invalid("API v1 chargers cannot switch phases")
+            version = firmware_version(self.status.firmware) if self.status else None
+            if version is not None and version < PSM_SINCE:
+                raise Invalid(
+                    "phase switching needs firmware 051.8 or later "
+                    f"(this charger: {self.status.firmware if self.status else '?'})"
+                )
             return phases
         settable = ", ".join(SETTABLE)
         raise Invalid(f"unknown field {_shown(field)}; settable: {settable}")

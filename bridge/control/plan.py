@@ -16,7 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..goe.codec_v2 import PHASES_TO_PSM, PSM_TO_PHASES
-from ..goe.model import ApiVersion, ChargerStatus, Target, WireValue, firmware_major
+from ..goe.model import (
+    PSM_SINCE,
+    ApiVersion,
+    ChargerStatus,
+    Target,
+    WireValue,
+    firmware_major,
+    firmware_version,
+)
 
 MIN_CURRENT_A = 6
 MAX_CURRENT_A = 32
@@ -93,7 +101,12 @@ def plan(
             amps = int(want.current_a)
             if status.current_limit_a != amps:
                 current["amp"] = amps
-        if want.phases is not None:
+        version = firmware_version(status.firmware)
+        if want.phases is not None and version is not None and version < PSM_SINCE:
+            unsupported.append(
+                f"phases: switching needs firmware 051.8 or later (this charger: {status.firmware})"
+            )
+        elif want.phases is not None:
             psm = PHASES_TO_PSM.get(want.phases)
             if psm is None:
                 unsupported.append(f"phases: {want.phases} is not 1, 3 or auto")

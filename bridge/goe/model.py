@@ -224,6 +224,26 @@ FIELD_NAMES: tuple[str, ...] = tuple(
 )
 
 
+def firmware_version(fwv: str | None) -> tuple[int, int] | None:
+    """(major, minor) of a go-e firmware string: "051.8"→(51, 8), "56.9"→(56, 9),
+    "040"→(40, 0); None when it does not start with a number."""
+    major = firmware_major(fwv)
+    if major is None or fwv is None:
+        return None
+    rest = fwv.strip().lstrip("0123456789")
+    minor = ""
+    if rest.startswith("."):
+        for ch in rest[1:]:
+            if not ch.isdigit():
+                break
+            minor += ch
+    return major, int(minor) if minor else 0
+
+
+# `psm` (phase switch mode) exists from firmware 051.8 (go-eCharger-API-v2 apikeys-en.md).
+PSM_SINCE = (51, 8)
+
+
 def firmware_major(fwv: str | None) -> int | None:
     """Leading integer of a go-e firmware string: "033"→33, "040.0"→40, "56.9"→56,
     "35.6-1-ga0d44e5"→35 (goe-api.md §1: the format drifts)."""

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..goe.model import ApiVersion
+from ..goe.model import PSM_SINCE, ApiVersion, firmware_version
 
 # Keys that exist in the status but have no setter (go-e API v2 #30: "tried to set api key
 # without setter").
@@ -338,6 +338,9 @@ class SimCharger:
             self._set_frc(value)
             return True
         if key == "psm":
+            version = firmware_version(self.firmware)
+            if version is not None and version < PSM_SINCE:
+                return "psm: unknown api key"  # psm exists from 051.8 (apikeys-en.md)
             if value not in (0, 1, 2) or isinstance(value, bool):
                 return f"psm: failed: Value {value} exceeds range 0 to 2 ({value})"
             if value != self.psm:

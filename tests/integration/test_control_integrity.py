@@ -188,3 +188,23 @@ async def test_phases_auto_end_to_end(mosquitto: Any, base_topic: str, charging_
         assert result == {"ok": True, "field": "phases", "value": "auto", "error": None}
         await until(lambda: sim.psm == 0, what="psm=0")
         await probe.wait_for(f"{root}/phases", "auto", since=since)
+
+
+async def test_phase_switching_before_firmware_051_8_is_refused_with_the_reason(
+    mosquitto: Any, base_topic: str
+) -> None:
+    sim = SimCharger(api=ApiVersion.V2, firmware="051.4", alw_delay_s=0.05)
+    async with HttpFrontend(sim) as fe:
+        cfg = make_config(mosquitto, base_topic, [http_charger("o", fe.port)])
+        root = f"{base_topic}/o"
+        async with running_bridge(cfg) as bridge, Probe(mosquitto.host, mosquitto.port,
+                                                          f"{root}/#") as probe:  # fmt: skip
+            await until(lambda: bridge.chargers["o"].status is not None, what="first status")
+            await probe.publish(f"{root}/phases/set", "1")
+            result = json.loads((await probe.wait_for(f"{root}/result")).payload)
+            assert result["ok"] is False
+            assert result["error"] == (
+                "phase switching needs firmware 051.8 or later (this charger: 051.4)"
+            )
+            await asyncio.sleep(0.5)
+            assert not any(w.key == "psm" for w in sim.writes)

@@ -134,3 +134,17 @@ def test_writes_are_described_in_the_commands_words() -> None:
     assert describe("amx", 10) == "current limit: 10 A"
     assert describe("psm", 1) == "phases: 1" and describe("psm", 2) == "phases: 3"
     assert describe("psm", True) == "psm=True" and describe("xyz", 1) == "xyz=1"
+
+
+def test_phase_switching_needs_firmware_051_8() -> None:
+    from bridge.goe.model import firmware_version
+
+    assert firmware_version("051.8") == (51, 8) and firmware_version("56.9") == (56, 9)
+    assert firmware_version("051.4") < (51, 8) and firmware_version("040") == (40, 0)
+    old = ChargerStatus(ApiVersion.V2, firmware="051.4", phases=3, force_state="on",
+                        current_limit_a=10)  # fmt: skip
+    result = plan(Target(True, 10, phases=1), old, limit_a=16)
+    assert result.phases == {}
+    assert result.unsupported == (
+        "phases: switching needs firmware 051.8 or later (this charger: 051.4)",
+    )

@@ -27,8 +27,8 @@ READ_ONLY_V2 = frozenset(
      "rbc", "fwv", "sse", "typ", "var", "rssi", "utc", "loc", "fhz", "cbl", "cus"}
 )  # fmt: skip
 
-FAULT_KINDS = ("timeout", "http500", "truncated", "zero_nrg", "wrong_type", "odd_values", "slow",
-               "not_found")  # fmt: skip
+FAULT_KINDS = ("timeout", "http500", "truncated", "zero_nrg", "wrong_type", "odd_values",
+               "missing_key", "slow", "not_found")  # fmt: skip
 
 
 @dataclass(slots=True)

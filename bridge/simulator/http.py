@@ -51,6 +51,8 @@ async def _faulty(request: web.Request, data: Any, status: int = 200) -> web.Str
         return web.Response(text=text[: len(text) // 2], content_type="application/json")
     if isinstance(data, dict) and fault.kind == "zero_nrg" and "nrg" in data:
         return _json({**data, "nrg": [0] * 16}, status)
+    if isinstance(data, dict) and fault.kind == "missing_key":
+        return _json({k: v for k, v in data.items() if k != "acu"}, status)
     if isinstance(data, dict) and fault.kind == "odd_values":
         # odd values in non-core keys, as users' chargers sent them: a short `pha`, a null
         # inside `tma` (syssi/homeassistant-goecharger-mqtt issue reports)

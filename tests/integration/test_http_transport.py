@@ -275,3 +275,15 @@ async def test_firmware_042_gets_its_stored_amp_raised_once_then_regulated_with_
         await t.write({"amx": 8})
         assert sim.amp == 8 and sim.eeprom_writes == 1  # never again
         await t.close()
+
+
+async def test_a_polled_key_that_vanished_is_not_frozen_at_its_start_up_value() -> None:
+    sim = SimCharger(api=ApiVersion.V2, alw_delay_s=0)
+    sim.plug()
+    sim.set_v2({"frc": "2"})
+    async with HttpFrontend(sim) as fe:
+        t = transport(fe)
+        assert (await t.read_status()).effective_current_a is not None  # start-up: charging
+        sim.inject("missing_key", 1)  # the poll comes without `acu`
+        assert (await t.read_status()).effective_current_a is None
+        await t.close()

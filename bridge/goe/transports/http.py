@@ -128,7 +128,11 @@ class HttpTransport(Transport):
                 )
                 if not isinstance(payload, dict):
                     raise CodecError("GET /api/status: expected a JSON object")
-                merged = {**self._base, **payload}
+                # The start-up status supplies only what the polls do not ask for (identity,
+                # configuration): a polled key the charger stopped sending is gone, not
+                # frozen at its start-up value.
+                polled = set(codec_v2.POLL_KEYS)
+                merged = {**{k: v for k, v in self._base.items() if k not in polled}, **payload}
             else:
                 payload = await self._get_json("/status")
                 if not isinstance(payload, dict):

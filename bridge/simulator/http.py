@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..goe.model import ApiVersion
+from ..goe.model import ApiVersion, firmware_version
 from .charger import Car, SimCharger
 from .server import AppServer
 
@@ -62,13 +62,33 @@ async def _faulty(request: web.Request, data: Any, status: int = 200) -> web.Str
     return _json(data, status)
 
 
+# go-e http-en.md: `filter` as a comma-separated list "since firmware 051.4"; before that a
+# JSON array, typically of at most about ten entries
+COMMA_FILTER_SINCE = (51, 4)
+OLD_FILTER_MAX = 10
+
+
 async def api_status(request: web.Request) -> web.StreamResponse:
     charger = request.app[CHARGER_KEY]
     if charger.api is not ApiVersion.V2:
         return web.Response(status=404, text=NOT_FOUND)
     keys = None
     if "filter" in request.query:
-        keys = [k for k in request.query["filter"].split(",") if k]
+        text = request.query["filter"]
+        old = (firmware_version(charger.firmware) or (99, 0)) < COMMA_FILTER_SINCE
+        if text.startswith("["):
+            # the JSON-array form of firmware up to 051.3 (go-e http-en.md), about ten keys
+            try:
+                keys = [str(k) for k in json.loads(text)]
+            except ValueError:
+                return web.Response(status=400, text="filter: invalid JSON array")
+            if old and len(keys) > OLD_FILTER_MAX:
+                return web.Response(status=400, text="filter: too many keys")
+        elif old:
+            # the comma form exists only since firmware 051.4 (go-e http-en.md)
+            return web.Response(status=400, text="filter: expected a JSON array")
+        else:
+            keys = [k for k in text.split(",") if k]
     return await _faulty(request, charger.status_v2(keys))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import aiohttp
 import pytest
 
 from bridge.goe.model import ApiVersion, ChargerUnavailable, CodecError, WriteRejected
@@ -287,3 +288,22 @@ async def test_a_polled_key_that_vanished_is_not_frozen_at_its_start_up_value() 
         sim.inject("missing_key", 1)  # the poll comes without `acu`
         assert (await t.read_status()).effective_current_a is None
         await t.close()
+
+
+@pytest.mark.parametrize("firmware", ["051.3", "40.0", "56.9"])
+async def test_the_status_filter_takes_the_form_the_firmware_knows(firmware: str) -> None:
+    """go-e http-en.md: the comma-separated filter since 051.4, a JSON array of about ten keys
+    before. The simulator refuses the form its firmware would refuse."""
+    sim = SimCharger(api=ApiVersion.V2, firmware=firmware)
+    async with HttpFrontend(sim) as fe:
+        t = transport(fe)
+        status = await t.read_status()
+        assert status.firmware == firmware and status.car_state is not None
+        assert status.power_w is not None and status.energy_total_wh is not None
+        await t.close()
+    async with (
+        HttpFrontend(SimCharger(api=ApiVersion.V2, firmware="051.3")) as old,
+        aiohttp.ClientSession() as session,
+        session.get(f"{old.url}/api/status?filter=car,alw") as answer,
+    ):
+        assert answer.status == 400  # the comma form on 051.3

@@ -19,11 +19,17 @@ from ..model import (
     WireValue,
     WriteRejected,
     firmware_major,
+    firmware_version,
 )
 from .base import Transport, decode
 from .httpclient import HttpClient
 
 log = logs.get("goe_bridge.http")
+
+# go-e http-en.md: the `filter` parameter as a comma-separated list exists "since firmware
+# 051.4"; up to 051.3 it was a JSON array with a typical maximum of about ten entries.
+COMMA_FILTER_SINCE = (51, 4)
+OLD_FILTER_MAX = 10
 
 # Detection is redone after this many failed polls in a row (the user may have switched
 # the API in the app, or the charger got a firmware update).
@@ -81,11 +87,26 @@ class HttpTransport(Transport):
 
     # ------------------------------------------------------------------ detection
 
+    def _filters(self, keys: tuple[str, ...]) -> list[str]:
+        """The `filter` values for `keys` in the form this charger's firmware takes."""
+        version = firmware_version(self.firmware)
+        if version is None or version >= COMMA_FILTER_SINCE:
+            return [",".join(keys)]
+        return [
+            json.dumps(list(keys[i : i + OLD_FILTER_MAX]), separators=(",", ":"))
+            for i in range(0, len(keys), OLD_FILTER_MAX)
+        ]
+
     async def detect(self) -> ApiVersion:
-        """v2 first (`/api/status?filter=sse,fwv,typ,var`), then v1 (`/status`)."""
+        """v2 first (`/api/status?filter=sse,fwv,typ,var`, or the JSON-array form of older
+        firmware), then v1 (`/status`)."""
         status, text = await self._request(
             "/api/status", {"filter": ",".join(codec_v2.IDENTITY_KEYS)}
         )
+        if status == 400:  # firmware before 051.4 takes only the JSON-array form
+            status, text = await self._request(
+                "/api/status", {"filter": json.dumps(list(codec_v2.IDENTITY_KEYS))}
+            )
         if status == 200:
             self._parse("/api/status", text)
             self.api = ApiVersion.V2
@@ -123,11 +144,12 @@ class HttpTransport(Transport):
             if self.api is ApiVersion.V2:
                 if not self._base:
                     await self._load_base()
-                payload = await self._get_json(
-                    "/api/status", {"filter": ",".join(codec_v2.POLL_KEYS)}
-                )
-                if not isinstance(payload, dict):
-                    raise CodecError("GET /api/status: expected a JSON object")
+                payload = {}
+                for value in self._filters(codec_v2.POLL_KEYS):
+                    part = await self._get_json("/api/status", {"filter": value})
+                    if not isinstance(part, dict):
+                        raise CodecError("GET /api/status: expected a JSON object")
+                    payload.update(part)
                 # The start-up status supplies only what the polls do not ask for (identity,
                 # configuration): a polled key the charger stopped sending is gone, not
                 # frozen at its start-up value.

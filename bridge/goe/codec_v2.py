@@ -36,7 +36,7 @@ WRITABLE = frozenset({"amp", "frc", "psm", "trx", "su"})
 # http-en.md: the full status "shouldn't be used for productive setups".
 POLL_KEYS = (
     "car", "alw", "frc", "amp", "acu", "ama", "cbl", "err", "modelStatus", "nrg", "pha",
-    "psm", "eto", "wh", "tma", "trx", "rssi", "fhz",
+    "psm", "eto", "wh", "tma", "trx", "rssi", "fhz", "fwv",
 )  # fmt: skip
 IDENTITY_KEYS = ("sse", "fwv", "typ", "var")
 

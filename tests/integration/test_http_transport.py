@@ -307,3 +307,17 @@ async def test_the_status_filter_takes_the_form_the_firmware_knows(firmware: str
         session.get(f"{old.url}/api/status?filter=car,alw") as answer,
     ):
         assert answer.status == 400  # the comma form on 051.3
+
+
+async def test_a_firmware_update_rereads_identity_and_configuration(sim_v2: HttpFrontend) -> None:
+    t = transport(sim_v2)
+    assert (await t.read_status()).firmware == "56.9"
+    requests = sim_v2.charger.requests
+    sim_v2.charger.firmware = "60.4"  # updated and rebooted
+    sim_v2.charger.variant_kw = 22
+    status = await t.read_status()
+    assert status.firmware == "60.4" and status.variant_kw == 22  # `var` is not polled
+    assert sim_v2.charger.requests - requests == 2  # the poll, then the full status once
+    await t.read_status()
+    assert sim_v2.charger.requests - requests == 3
+    await t.close()

@@ -150,6 +150,13 @@ class HttpTransport(Transport):
                     if not isinstance(part, dict):
                         raise CodecError("GET /api/status: expected a JSON object")
                     payload.update(part)
+                fwv = payload.get("fwv")
+                if fwv is not None and str(fwv) != self.firmware:
+                    # a firmware update (the charger rebooted into it): identity and
+                    # configuration are read again, and the filter form may have changed
+                    log.info("charger.firmware_changed", url=self.base_url,
+                             old=self.firmware, new=str(fwv))  # fmt: skip
+                    await self._load_base()
                 # The start-up status supplies only what the polls do not ask for (identity,
                 # configuration): a polled key the charger stopped sending is gone, not
                 # frozen at its start-up value.

@@ -5,6 +5,8 @@ openWB's secondary and MQTT chargepoint, against stand-ins that follow openWB co
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +34,16 @@ def mosquitto() -> Any:
         yield broker
 
 
-async def simulator(api: ApiVersion = ApiVersion.V2, car: bool = True) -> tuple[SimCharger, Any]:
+@contextlib.asynccontextmanager
+async def simulator(
+    api: ApiVersion = ApiVersion.V2, car: bool = True
+) -> AsyncIterator[tuple[SimCharger, HttpFrontend]]:
     sim = SimCharger(api=api, alw_delay_s=0.05, phase_switch_pause_s=0.5)
     sim.card_names = ["04a1b2c3"]
     if car:
         sim.plug(Car(max_current_a=32, energy_needed_wh=1e9))
-    fe = HttpFrontend(sim)
-    await fe.__aenter__()
-    return sim, fe
+    async with HttpFrontend(sim) as fe:
+        yield sim, fe
 
 
 def config(tmp_path: Path, broker: Any, port: int, base: str, **control: Any) -> Path:
@@ -58,11 +62,10 @@ async def ready(cfg: Path) -> None:
 async def test_a_second_phase_switch_is_carried_out_within_openwbs_window(
     mosquitto: Any, base_topic: str, tmp_path: Path
 ) -> None:
-    sim, fe = await simulator()
-    cfg = config(tmp_path, mosquitto, fe.port, base_topic, source="openwb-secondary")
-    assert "phase_switch_min_interval_s" not in cfg.read_text()
-    primary, openwb = Primary(mosquitto.host, mosquitto.port), OpenWBControl()
-    try:
+    async with simulator() as (sim, fe):
+        cfg = config(tmp_path, mosquitto, fe.port, base_topic, source="openwb-secondary")
+        assert "phase_switch_min_interval_s" not in cfg.read_text()
+        primary, openwb = Primary(mosquitto.host, mosquitto.port), OpenWBControl()
         with bridge_process(cfg):
             await ready(cfg)
             await primary.cycle(16.0)
@@ -73,17 +76,14 @@ async def test_a_second_phase_switch_is_carried_out_within_openwbs_window(
                 assert await openwb.check_phase_switch(primary.read, phases), phases
             assert openwb.failed_phase_switches == 0 and not openwb.switching_blocked
             assert openwb.unplugs == 0
-    finally:
-        await fe.__aexit__(None, None, None)
 
 
 async def test_a_phase_switch_a_v1_charger_cannot_do_is_reported_to_openwb(
     mosquitto: Any, base_topic: str, tmp_path: Path
 ) -> None:
-    sim, fe = await simulator(ApiVersion.V1)
-    cfg = config(tmp_path, mosquitto, fe.port, base_topic, source="openwb-secondary")
-    primary = Primary(mosquitto.host, mosquitto.port)
-    try:
+    async with simulator(ApiVersion.V1) as (sim, fe):
+        cfg = config(tmp_path, mosquitto, fe.port, base_topic, source="openwb-secondary")
+        primary = Primary(mosquitto.host, mosquitto.port)
         with bridge_process(cfg):
             await ready(cfg)
             await primary.cycle(16.0)
@@ -94,18 +94,15 @@ async def test_a_phase_switch_a_v1_charger_cannot_do_is_reported_to_openwb(
             assert values["fault_state"] == 1
             assert "Phasenumschaltung" in values["fault_str"]
             assert "nicht unterstützt" in values["fault_str"]
-    finally:
-        await fe.__aexit__(None, None, None)
 
 
 async def test_openwbs_module_start_does_not_fake_a_plugged_car(
     mosquitto: Any, base_topic: str, tmp_path: Path
 ) -> None:
-    sim, fe = await simulator(car=False)
-    cfg = config(tmp_path, mosquitto, fe.port, base_topic, source="openwb-mqtt",
-                 chargepoint_id=5)  # fmt: skip
-    module, openwb = MqttChargepointModule(mosquitto.host, mosquitto.port, 5), OpenWBControl()
-    try:
+    async with simulator(car=False) as (sim, fe):
+        cfg = config(tmp_path, mosquitto, fe.port, base_topic, source="openwb-mqtt",
+                     chargepoint_id=5)  # fmt: skip
+        module, openwb = MqttChargepointModule(mosquitto.host, mosquitto.port, 5), OpenWBControl()
         with bridge_process(cfg):
             await ready(cfg)
             await module.start()  # every openWB start
@@ -115,17 +112,14 @@ async def test_openwbs_module_start_does_not_fake_a_plugged_car(
                 openwb.observe(values)
                 assert values.get("plug_state") is False, values
             assert not any(w.key == "psm" for w in sim.writes)
-    finally:
-        await fe.__aexit__(None, None, None)
 
 
 async def test_an_unreachable_go_e_is_no_unplug_and_shows_no_frozen_values(
     mosquitto: Any, base_topic: str, tmp_path: Path
 ) -> None:
-    sim, fe = await simulator()
-    cfg = config(tmp_path, mosquitto, fe.port, base_topic, source="openwb-secondary")
-    primary, openwb = Primary(mosquitto.host, mosquitto.port), OpenWBControl()
-    try:
+    async with simulator() as (sim, fe):
+        cfg = config(tmp_path, mosquitto, fe.port, base_topic, source="openwb-secondary")
+        primary, openwb = Primary(mosquitto.host, mosquitto.port), OpenWBControl()
         with bridge_process(cfg):
             await ready(cfg)
             await primary.cycle(16.0)
@@ -147,18 +141,15 @@ async def test_an_unreachable_go_e_is_no_unplug_and_shows_no_frozen_values(
             assert values["voltages"] == [230.0] * 3 and values["power"] == 0  # not frozen
             assert values["evse_current"] is None
             assert openwb_check(values, REQUIRED_SECONDARY) == []
-    finally:
-        await fe.__aexit__(None, None, None)
 
 
 async def test_a_go_e_unreachable_at_start_never_shows_a_counter_of_0(
     mosquitto: Any, base_topic: str, tmp_path: Path
 ) -> None:
-    sim, fe = await simulator()
-    sim.inject("timeout", 10**9, 2.0)
-    cfg = config(tmp_path, mosquitto, fe.port, base_topic, source="openwb-secondary")
-    primary = Primary(mosquitto.host, mosquitto.port)
-    try:
+    async with simulator() as (sim, fe):
+        sim.inject("timeout", 10**9, 2.0)
+        cfg = config(tmp_path, mosquitto, fe.port, base_topic, source="openwb-secondary")
+        primary = Primary(mosquitto.host, mosquitto.port)
         with bridge_process(cfg):
             await ready(cfg)
             await primary.cycle(16.0)
@@ -168,17 +159,14 @@ async def test_a_go_e_unreachable_at_start_never_shows_a_counter_of_0(
             assert "imported" not in values  # unknown: not published, never 0
             assert values["phases_in_use"] == 1
             assert openwb_check(values, REQUIRED_SECONDARY) == []
-    finally:
-        await fe.__aexit__(None, None, None)
 
 
 async def test_cp_interruption_pauses_and_resumes_and_never_writes_a_setting(
     mosquitto: Any, base_topic: str, tmp_path: Path
 ) -> None:
-    sim, fe = await simulator()
-    cfg = config(tmp_path, mosquitto, fe.port, base_topic, source="openwb-secondary")
-    primary, openwb = Primary(mosquitto.host, mosquitto.port), OpenWBControl()
-    try:
+    async with simulator() as (sim, fe):
+        cfg = config(tmp_path, mosquitto, fe.port, base_topic, source="openwb-secondary")
+        primary, openwb = Primary(mosquitto.host, mosquitto.port), OpenWBControl()
         with bridge_process(cfg):
             await ready(cfg)
             await primary.cycle(16.0)
@@ -193,20 +181,17 @@ async def test_cp_interruption_pauses_and_resumes_and_never_writes_a_setting(
             await until(lambda: sim.frc == 2 and sim.is_charging(), timeout=15, what="resumed")
             assert not any(w.key == "su" for w in sim.writes)
             assert sim.unplug_simulations == 0 and openwb.unplugs == 0
-    finally:
-        await fe.__aexit__(None, None, None)
 
 
 @pytest.mark.parametrize("source", ["openwb-secondary", "openwb-mqtt"])
 async def test_a_card_scanned_at_the_go_e_reaches_openwb_and_its_clear_removes_it(
     mosquitto: Any, base_topic: str, tmp_path: Path, source: str
 ) -> None:
-    sim, fe = await simulator()
-    cfg = config(tmp_path, mosquitto, fe.port, base_topic, source=source, chargepoint_id=2)
-    primary = Primary(mosquitto.host, mosquitto.port)
-    module = MqttChargepointModule(mosquitto.host, mosquitto.port, 2)
-    read = primary.read if source == "openwb-secondary" else module.read
-    try:
+    async with simulator() as (sim, fe):
+        cfg = config(tmp_path, mosquitto, fe.port, base_topic, source=source, chargepoint_id=2)
+        primary = Primary(mosquitto.host, mosquitto.port)
+        module = MqttChargepointModule(mosquitto.host, mosquitto.port, 2)
+        read = primary.read if source == "openwb-secondary" else module.read
         with bridge_process(cfg):
             await ready(cfg)
             if source == "openwb-secondary":
@@ -232,17 +217,14 @@ async def test_a_card_scanned_at_the_go_e_reaches_openwb_and_its_clear_removes_i
             assert "rfid" in values and values["rfid"] is None  # gone, still reported
             required = REQUIRED_SECONDARY if source == "openwb-secondary" else REQUIRED_MQTT
             assert openwb_check(values, required) == []
-    finally:
-        await fe.__aexit__(None, None, None)
 
 
 async def test_the_secondary_publishes_what_openwbs_secondary_publishes(
     mosquitto: Any, base_topic: str, tmp_path: Path
 ) -> None:
-    _, fe = await simulator(car=False)
-    cfg = config(tmp_path, mosquitto, fe.port, base_topic, source="openwb-secondary")
-    primary = Primary(mosquitto.host, mosquitto.port)
-    try:
+    async with simulator(car=False) as (_, fe):
+        cfg = config(tmp_path, mosquitto, fe.port, base_topic, source="openwb-secondary")
+        primary = Primary(mosquitto.host, mosquitto.port)
         with bridge_process(cfg):
             await ready(cfg)
             await primary.cycle(0)
@@ -256,5 +238,3 @@ async def test_the_secondary_publishes_what_openwbs_secondary_publishes(
             assert values["phases_in_use"] == 1  # before the first charge
             assert values["version"].startswith("goe-bridge")
             assert openwb_check(values, REQUIRED_SECONDARY) == []
-    finally:
-        await fe.__aexit__(None, None, None)

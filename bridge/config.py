@@ -197,6 +197,13 @@ class ControlConfig:
     lp: int = field(default=1, metadata=meta(min=1, max=8))
     legacy_topics: bool = False
     enable_mode: Literal["force", "neutral"] = "force"
+    # With access control on (`acs=1`), authorise the waiting session (`trx=0`) when the
+    # controller allows charging, as evcc does (charger/go-e.go). Off by default: it
+    # bypasses the card the owner asked for.
+    authorize: bool = False
+    # <base>/<id>/pv/set (go-e's PV-surplus input `ids`): repeated every 4 s for this long
+    # after the last value, then stopped (a quiet meter must not leave an old surplus)
+    pv_input_timeout_s: float = field(default=30, metadata=meta(min=5, max=3600))
     min_command_interval_s: float = field(default=5, metadata=meta(min=0))
     # None = the source's default: 300 s for `mqtt`, none for openWB (it times its own)
     phase_switch_min_interval_s: float | None = field(default=None, metadata=meta(min=0))

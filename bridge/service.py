@@ -32,7 +32,9 @@ from .config import load as load_config
 from .control import plan as planning
 from .control.base import Controller
 from .control.mqtt_controller import MqttController, refuse
+from .control.pv_input import PvInput
 from .control.reconciler import Reconciler
+from .goe import derive
 from .goe.model import ChargerStatus, WireValue
 from .goe.plausibility import Plausibility
 from .goe.poller import Poller
@@ -154,11 +156,16 @@ class ChargerRuntime:
         self.publisher = FieldPublisher(self.topics, config.publish.refresh_s, config.publish.raw)
         self.status: ChargerStatus | None = None
         self.plausibility = Plausibility(self._plausibility_event)
+        self.session_energy = derive.SessionEnergy()
         self._dropped: set[str] = set()
+        self._meter_fault = False
+        # charger settings that fight the controller: key → advice (log, bridge/info, page)
+        self.setting_warnings: dict[str, str] = {}
         self.available: bool | None = None
         self.control_state: dict[str, Any] = {"source": cfg.control.source}
         self.commands: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
         self.on_identity: Callable[[], None] = lambda: None
+        self.on_warnings: Callable[[], None] = lambda: None
         # Home Assistant: the fields this charger has, and the components its device config
         # announced last (read back from the retained config, so a restart with another
         # control source or charger still deletes what is gone)
@@ -186,6 +193,7 @@ class ChargerRuntime:
             name=self.id,
             limit_a=cfg.limits.max_current_a,
             enable_mode=cfg.control.enable_mode,
+            authorize=cfg.control.authorize,
             min_command_interval_s=cfg.control.min_command_interval_s,
             phase_switch_min_interval_s=phase_switch_interval(cfg),
             request_read=(lambda: None) if transport.push else self.poller.poke,
@@ -193,6 +201,16 @@ class ChargerRuntime:
             on_write=self.on_write,
         )
         self.controller = self._make_controller()
+        # go-e's own PV-surplus input (`ids`), fed on <base>/<id>/pv/set
+        self.pv_input = PvInput(
+            self.topics,
+            transport.write,
+            self.link.publish,
+            lambda: self.status,
+            enabled=cfg.control.source != "none",
+            timeout_s=cfg.control.pv_input_timeout_s,
+        )
+        self.link.subscribe(self.pv_input.topic, self.pv_input.handle, command=True)
 
     def _make_controller(self) -> Controller | None:
         source = self.cfg.control.source
@@ -250,9 +268,47 @@ class ChargerRuntime:
                 log.warning("status.value_dropped", charger=self.id, key=key, error=text)
         self._dropped = set(keys)
 
+    def _note_meter_fault(self, status: ChargerStatus) -> None:
+        if bool(status.meter_fault) != self._meter_fault:
+            self._meter_fault = bool(status.meter_fault)
+            if self._meter_fault:
+                # go-eCharger-API-v2 #321 (fw 60.4): all-zero nrg while charging
+                log.warning(
+                    "status.meter_fault",
+                    charger=self.id,
+                    firmware=status.firmware,
+                    message="the charger reports 0 V and 0 W while charging (a known firmware "
+                    "fault); the meter values are left out",
+                )
+            else:
+                log.info("status.meter_ok", charger=self.id)
+
+    def _note_settings(self, status: ChargerStatus) -> None:
+        """Warn once at start-up and on every change (goe-api.md §7)."""
+        if not status.raw:
+            return
+        mqtt_writes = isinstance(self.cfg.connection, MqttConnection)
+        warnings = derive.setting_warnings(status.raw, mqtt_writes=mqtt_writes)
+        if self.cfg.control.source == "none":
+            warnings = {}  # nobody controls this charger: its own logic is the point
+        elif self.cfg.control.authorize and status.access_control == "wait":
+            warnings.pop("acs", None)  # the bridge authorises the sessions itself
+        for key, text in warnings.items():
+            if self.setting_warnings.get(key) != text:
+                log.warning("charger.setting_conflict", charger=self.id, key=key, message=text)
+        for key in self.setting_warnings.keys() - warnings.keys():
+            log.info("charger.setting_ok", charger=self.id, key=key)
+        if warnings != self.setting_warnings:
+            self.setting_warnings = warnings
+            self.on_warnings()
+
     def on_status(self, status: ChargerStatus) -> None:
         self._note_dropped(status)
+        status = derive.meter_fault(status)
+        self._note_meter_fault(status)
         status = self.plausibility.check(status, time.monotonic())
+        status = self.session_energy.apply(status)
+        self._note_settings(status)
         previous = self.status
         self.status = status
         for topic, payload in self.publisher.update(status, time.monotonic()):
@@ -311,6 +367,7 @@ class ChargerRuntime:
         ]
         if self.controller is not None:
             out.append((f"control-{self.id}", self.controller.run()))
+        out.append((f"pv-{self.id}", self.pv_input.run()))
         return out
 
     def info(self) -> dict[str, Any]:
@@ -318,6 +375,7 @@ class ChargerRuntime:
             **self.transport.describe(),
             "control": self.cfg.control.source,
             "firmware": self.status.firmware if self.status else None,
+            "warnings": dict(self.setting_warnings),
         }
 
     def discovery_message(self) -> tuple[str, str] | None:
@@ -530,6 +588,7 @@ class Bridge:
                     charger, cfg, transport, self.links[publish_name or ""], control_link
                 )
                 runtime.on_identity = self._on_identity
+                runtime.on_warnings = self.publish_info
                 self.chargers[runtime.id] = runtime
             if publish_name:
                 self.links[publish_name].subscribe(

@@ -47,6 +47,7 @@ def charger_state(bridge: Bridge) -> dict[str, Any]:
             ),
             "status": status.fields() if status else None,
             "commands": list(rt.commands),
+            "warnings": dict(rt.setting_warnings),
         }
     return out
 

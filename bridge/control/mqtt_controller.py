@@ -109,8 +109,8 @@ class MqttController(Controller):
     # ------------------------------------------------------------------ messages
 
     def handle(self, topic: str, payload: bytes, retain: bool) -> None:
-        if not payload:
-            return  # our own retained clear coming back
+        if not payload or topic == self.topics.set("pv"):
+            return  # our own retained clear coming back; the PV input has its own handler
         # Applied once, then cleared, so a restart does not replay it. MQTT 3.1.1 flags a
         # message as retained only when it is delivered at subscribe time, so a command that
         # arrives live is cleared too (an empty retained message costs nothing).
@@ -181,8 +181,8 @@ def refuse(
     """Handler for the set topics of a charger that another controller owns."""
 
     def handler(topic: str, payload: bytes, retain: bool) -> None:
-        if not payload:
-            return
+        if not payload or topic == topics.set("pv"):
+            return  # the PV input (control/pv_input.py) answers for itself
         publish(topic, b"", retain=True, remember=False)
         field = topics.set_field(topic)
         publish(topics.result, result_payload(False, field or "set", None, reason))

@@ -72,6 +72,7 @@ def plan(
     *,
     limit_a: int,
     enable_mode: str = "force",
+    authorize: bool = False,
 ) -> Plan:
     want = effective(target, status, limit_a)
     switch: dict[str, WireValue] = {}
@@ -97,6 +98,16 @@ def plan(
             force = {"neutral": 0, "off": 1, "on": 2}.get(status.force_state or "")
             if force != frc:
                 switch["frc"] = frc
+            if (
+                authorize
+                and want.allow
+                and status.access_control == "wait"
+                and status.plugged
+                and status.session_authorized is False
+            ):
+                # Access control waits for a card: authorise the session without one,
+                # `trx=0` (apikeys-en.md; evcc charger/go-e.go does the same), on opt-in.
+                switch["trx"] = 0
         if want.current_a is not None and want.allow is not False:
             amps = int(want.current_a)
             if status.current_limit_a != amps:
@@ -133,6 +144,8 @@ def assume_written(status: ChargerStatus, changes: Mapping[str, WireValue]) -> C
             fields["allow_charging"] = bool(value)
         elif key == "psm" and isinstance(value, int):
             fields["phases"] = PSM_TO_PHASES.get(value)
+        elif key == "trx":
+            fields["session_authorized"] = True
     return dataclasses.replace(status, **fields) if fields else status  # type: ignore[arg-type]
 
 
@@ -140,6 +153,7 @@ _WORDS: dict[str, dict[WireValue, str]] = {
     "frc": {0: "allow charging: on (charger's own logic)", 1: "allow charging: off",
             2: "allow charging: on"},
     "psm": {0: "phases: auto", 1: "phases: 1", 2: "phases: 3"},
+    "trx": {0: "authorise the session (access control)"},
 }  # fmt: skip
 
 

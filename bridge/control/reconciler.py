@@ -50,6 +50,7 @@ class Reconciler:
         name: str,
         limit_a: int,
         enable_mode: str = "force",
+        authorize: bool = False,
         min_command_interval_s: float = 5.0,
         phase_switch_min_interval_s: float = 300.0,
         request_read: Callable[[], None] = lambda: None,
@@ -62,6 +63,7 @@ class Reconciler:
         self.name = name
         self.limit_a = limit_a
         self.enable_mode = enable_mode
+        self.authorize = authorize
         self.min_command_interval_s = min_command_interval_s
         self.phase_switch_min_interval_s = phase_switch_min_interval_s
         self.request_read = request_read
@@ -114,7 +116,10 @@ class Reconciler:
         target, status = self.target, self.status
         if target is None or status is None or not self.available or self.suspended:
             return None
-        wanted = planning.plan(target, status, limit_a=self.limit_a, enable_mode=self.enable_mode)
+        wanted = planning.plan(
+            target, status, limit_a=self.limit_a, enable_mode=self.enable_mode,
+            authorize=self.authorize,
+        )  # fmt: skip
         now = self.clock()
         # Values the charger now shows are verified: forget their attempts.
         pending = {**wanted.switch, **wanted.current, **wanted.phases}

@@ -48,10 +48,15 @@ def decode(payload: Mapping[str, Any]) -> ChargerStatus:
     fields["phases_in_use"] = c.phases_in_use(nrg)
     fields.update(c.availability_fields(bits))
 
-    fsp = soft(lambda: c.as_bool(payload, "fsp"))
-    if fsp is not None:  # only the V3 legacy emulation carries fsp (goe-api.md §2.1)
-        fields["phases"] = 1 if fsp else 3
+    # Only the V3+ legacy emulation carries `fsp` (API v1 DE doc, "GO-E V3" sample). It is
+    # not the phase setting: "force_single_phase, the result of the charging logic"
+    # (apikeys-en.md), "always false, use psm" (syssi/homeassistant-goecharger-mqtt). The
+    # phase mode is `psm` where the emulation carries it, else unknown.
+    if "fsp" in payload:
         fields["hardware"] = "V3+ (legacy API v1)"
+        psm = soft(lambda: c.as_int(payload, "psm"))
+        if psm is not None:
+            fields["phases"] = {0: "auto", 1: 1, 2: 3}.get(psm)
 
     eto = soft(lambda: c.as_number(payload, "eto"))
     if eto is not None:
@@ -74,17 +79,15 @@ def decode(payload: Mapping[str, Any]) -> ChargerStatus:
 
 
 def _apply_l1_on_n_rule(nrg: dict[str, float], bits: list[bool]) -> None:
-    """API v1 EN doc, the app's rule: if floor(pha/8) == 1 (only L1 present before the
-    contactor) and nrg[3] > nrg[0], the installation is single-phase with L1 wired to the
-    N sensor: L1 is read from indices 3/10/15. N takes the L1 sensor's readings."""
+    """API v1 EN doc (`nrg` row, "App logic"): if floor(pha/8) == 1 (only L1 present before
+    the contactor) and nrg[3] > nrg[0], the installation is single-phase with L1 wired to
+    the N sensor: `nrg[0]=nrg[3]; nrg[7]=nrg[10]; nrg[12]=nrg[15]`. The app copies, it does
+    not swap: N keeps its own readings."""
     only_l1 = bits[3] and not bits[4] and not bits[5]
     if only_l1 and nrg["voltage_n_v"] > nrg["voltage_l1_v"]:
-        for l1, n in (
-            ("voltage_l1_v", "voltage_n_v"),
-            ("power_l1_w", "power_n_w"),
-            ("power_factor_l1_pct", "power_factor_n_pct"),
-        ):
-            nrg[l1], nrg[n] = nrg[n], nrg[l1]
+        nrg["voltage_l1_v"] = nrg["voltage_n_v"]
+        nrg["power_l1_w"] = nrg["power_n_w"]
+        nrg["power_factor_l1_pct"] = nrg["power_factor_n_pct"]
 
 
 def _card(payload: Mapping[str, Any]) -> str | None:

@@ -28,16 +28,20 @@ from .model import (
 PSM_TO_PHASES: Mapping[int, int | str] = {0: "auto", 1: 1, 2: 3}
 PHASES_TO_PSM: Mapping[int | str, int] = {"auto": 0, 1: 1, 3: 2}
 
-# Keys the bridge writes on API v2 (`su`: simulate unplugging, for openWB's CP interruption).
-WRITABLE = frozenset({"amp", "frc", "psm", "trx", "su"})
+# Keys the bridge writes on API v2 (`trx`: authorise a session, `ids`: the PV surplus input).
+# Not `su`: it is a stored setting (60.4 export: `su | R/W | bool | Config |
+# simulateUnpluggingShort`), not a command.
+WRITABLE = frozenset({"amp", "frc", "psm", "trx", "ids"})
 
 # Minimal filter for a periodic poll: everything ChargerStatus needs that changes at run
 # time. Identity keys (fwv, sse, typ, var) come from the full status read at start-up;
 # http-en.md: the full status "shouldn't be used for productive setups".
 POLL_KEYS = (
     "car", "alw", "frc", "amp", "acu", "ama", "cbl", "err", "modelStatus", "nrg", "pha",
-    "psm", "eto", "wh", "tma", "trx", "rssi", "fhz", "fwv",
+    "psm", "eto", "wh", "tma", "trx", "rssi", "fhz", "fwv", "acs", "lmo", "fup", "mcr",
 )  # fmt: skip
+# acs (60.4 key export): Open=0, Wait=1, EVCMS=2
+ACCESS_CONTROL: Mapping[int, str] = {0: "open", 1: "wait", 2: "evcms"}
 IDENTITY_KEYS = ("sse", "fwv", "typ", "var")
 
 
@@ -77,8 +81,9 @@ def decode(payload: Mapping[str, Any]) -> ChargerStatus:
         fields["phases"] = PSM_TO_PHASES.get(psm)
 
     fields["energy_total_wh"] = soft(lambda: c.as_number(payload, "eto"))  # Wh on v2
-    # `wh` resets after a phase switch or pause on V3+ (go-e API v2 #198, #223); it is
-    # published as the charger reports it.
+    # `wh` resets after a phase switch or pause on V3+ (go-e API v2 #198, #223): the runtime
+    # replaces it with the `eto` delta since plug-in (goe.derive.SessionEnergy) and keeps
+    # this one as energy_session_charger_wh.
     fields["energy_session_wh"] = soft(lambda: c.as_number(payload, "wh"))
 
     fields["temperature_c"] = soft(lambda: c.temperature(payload))
@@ -87,6 +92,11 @@ def decode(payload: Mapping[str, Any]) -> ChargerStatus:
     fields["hardware"] = soft(lambda: c.as_text(payload, "typ"))
     fields["variant_kw"] = soft(lambda: c.as_int(payload, "var"))
     fields["rfid_card"] = soft(lambda: _card(payload))
+    acs = soft(lambda: c.as_int(payload, "acs"))
+    if acs is not None:
+        fields["access_control"] = ACCESS_CONTROL.get(acs, "unknown")
+    if "trx" in payload:
+        fields["session_authorized"] = soft(lambda: c.as_int(payload, "trx")) is not None
     fields["wifi_rssi_dbm"] = soft(lambda: c.as_int(payload, "rssi"))
     fhz = soft(lambda: c.as_number(payload, "fhz"))
     fields["frequency_hz"] = fhz or None  # 0 = unknown (apikeys-en.md)

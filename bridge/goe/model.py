@@ -69,11 +69,15 @@ ERRORS_V2: Mapping[int, str] = {
 
 FORCE_STATES: Mapping[int, str] = {0: "neutral", 1: "off", 2: "on"}
 
-# go-e API v2 apikeys-en.md, modelStatus (36-41 from the 60.4 export).
+# modelStatus, "reason why we allow charging or not right now", named as in the newest key
+# export, go-eCharger-API-v2 API_KEYS_FIRMWARE/apikeys_Firmware_60.4_sorted.md (copied to
+# tests/fixtures/goe/apikeys-60.4-modelStatus.md, which a test compares this table with).
+# The older apikeys-en.md differs in 0 (NotCharging…), 2 (…AccessControlWait), 13/14/16
+# (…FallbackGoE…), 38 (…Undervoltage) and lacks 36-41; the newer export wins.
 MODEL_STATUS: Mapping[int, str] = {
-    0: "not_charging_because_no_charge_ctrl_data",
+    0: "charging_because_no_charge_ctrl_data",
     1: "not_charging_because_overtemperature",
-    2: "not_charging_because_access_control_wait",
+    2: "not_charging_because_access_control",
     3: "charging_because_force_state_on",
     4: "not_charging_because_force_state_off",
     5: "not_charging_because_scheduler",
@@ -84,10 +88,10 @@ MODEL_STATUS: Mapping[int, str] = {
     10: "charging_because_automatic_stop",
     11: "charging_because_automatic_stop_no_clock",
     12: "charging_because_pv_surplus",
-    13: "charging_because_fallback_go_e_default",
-    14: "charging_because_fallback_go_e_scheduler",
+    13: "charging_because_fallback_v2_default",
+    14: "charging_because_fallback_v2_scheduler",
     15: "charging_because_fallback_default",
-    16: "not_charging_because_fallback_go_e_awattar",
+    16: "not_charging_because_fallback_v2_awattar",
     17: "not_charging_because_fallback_awattar",
     18: "not_charging_because_fallback_automatic_stop",
     19: "charging_because_car_compatibility_keep_alive",
@@ -107,10 +111,10 @@ MODEL_STATUS: Mapping[int, str] = {
     35: "not_charging_because_ocpp_fallback",
     36: "not_charging_because_floor_detected",
     37: "not_charging_because_ocpp_inoperable",
-    38: "not_charging_because_undervoltage",
+    38: "not_charging_because_undervoltage_control",
     39: "not_charging_because_zero_setpoint",
     40: "not_charging_because_initializing",
-    41: "charging_because_failsafe_limit",
+    41: "not_charging_because_failsafe_limit",
 }
 
 
@@ -184,7 +188,16 @@ class ChargerStatus:
     phase_l3_available: bool | None = None
     # energy
     energy_total_wh: float | None = None
+    # v2: from `eto` since plug-in (goe.derive.SessionEnergy); v1: `dws`
     energy_session_wh: float | None = None
+    # the charger's own session counter (`wh` / `dws`), which resets on a V3+ phase switch
+    energy_session_charger_wh: float | None = None
+    # access: `acs` (v2) "open" / "wait" / "evcms"; a session is authorised when `trx` is
+    # not null (0 = without card)
+    access_control: str | None = None
+    session_authorized: bool | None = None
+    # an all-zero `nrg` while charging (goe.derive.meter_fault)
+    meter_fault: bool | None = None
     # device
     temperature_c: float | None = None
     firmware: str | None = None

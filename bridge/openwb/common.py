@@ -140,6 +140,11 @@ class OpenWBController(Controller):
         state for as long as it runs (openWB: phase_switch_cp_active), at most
         PHASE_SWITCH_HOLD_S."""
         if key == "psm":
+            if self.status is None or not self.status.plugged:
+                # no car: a setting, not a switch sequence (go-e's simulated unplug needs a
+                # car); holding the plug state would fake one for openWB
+                self.switching_to = None
+                return
             self.switching_to = {1: 1, 2: 3}.get(value) if isinstance(value, int) else None
             self.hold_plug(PHASE_SWITCH_HOLD_S)
 

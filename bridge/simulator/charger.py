@@ -72,13 +72,29 @@ class SimCharger:
     # A charger that acknowledges writes ({"amp":true}) but does not apply them: what the
     # bridge's read-back verification exists for.
     ignore_writes: bool = False
+    # HW V1/V2 wired single-phase with L1 on the N sensor: the v1 doc's app rule
+    # (`floor(pha/8)==1 && nrg[3]>nrg[0]` → L1 from indices 3/10/15) exists for these.
+    l1_on_n: bool = False
 
     car: Car | None = None
     frc: int = 0
     alw: bool = True
     amp: int = 16
     amp_eeprom: int = 16
-    psm: int = 2
+    # psm 0 = auto, the charger's own phase logic: the default (apikeys-en.md `psm`)
+    psm: int = 0
+    # Settings that fight an external controller (60.4 key export): lmo logic mode
+    # (Default=3, Awattar=4, NextTrip=5), fup usePvSurplus, acs access control (Open=0,
+    # Wait=1), mcr MQTT read-only; su simulateUnpluggingShort, a stored setting.
+    lmo: int = 3
+    fup: bool = False
+    acs: int = 0
+    mcr: bool = False
+    su: bool = False
+    # ids: the PV surplus input {"pGrid","pPv","pAkku"}, "needed all 5 seconds", "can be
+    # read back within 10 seconds after set" as pgrid/ppv/pakku (apikeys-en.md)
+    ids: dict[str, float] | None = None
+    ids_at: float = -1e9
     cbl: int | None = None
     eto_wh: float = 0.0
     session_wh: float = 0.0
@@ -121,6 +137,7 @@ class SimCharger:
         self.car = car or Car()
         self.complete = False
         self.session_wh = 0.0
+        self.trx = None
         self._changed()
 
     def scan_card(self, name: str) -> None:
@@ -181,6 +198,24 @@ class SimCharger:
     def _phases_wanted(self) -> int:
         return 1 if self.psm == 1 else 3
 
+    def access_waiting(self) -> bool:
+        """acs=1: a session waits for a card or `trx=0` (apikeys-en.md `acs`, `trx`)."""
+        return self.acs == 1 and self.car is not None and self.trx is None
+
+    def own_logic_blocks(self) -> bool:
+        """Not forced (frc=0), the charger's own logic decides: in Awattar/NextTrip mode
+        (lmo 4/5) or with PV surplus on (fup) and no surplus reported, it does not charge
+        (modelStatus 17/18; go-e app "Eco mode"/"Next trip")."""
+        if self.api is not ApiVersion.V2 or self.frc != 0:
+            return False
+        if self.lmo in (4, 5):
+            return True
+        return self.fup and not self._pv_surplus()
+
+    def _pv_surplus(self) -> bool:
+        fresh = self.ids is not None and self.clock() - self.ids_at <= 10
+        return bool(fresh and self.ids and self.ids.get("pGrid", 0) < -1400)
+
     def charging_current(self) -> float:
         if not self.is_charging():
             return 0.0
@@ -201,6 +236,8 @@ class SimCharger:
         return (
             self.car is not None
             and self.alw
+            and not self.access_waiting()
+            and not self.own_logic_blocks()
             and not self.complete
             and self.err == 0
             and self.clock() >= self._phase_switch_until
@@ -241,6 +278,10 @@ class SimCharger:
     def model_status(self) -> int:
         if self.clock() < self._phase_switch_until:
             return 23
+        if self.access_waiting():
+            return 2  # NotChargingBecauseAccessControl
+        if self.own_logic_blocks():
+            return 17 if self.lmo == 4 else 18
         return {1: 4, 2: 3}.get(self.frc, 15)
 
     def voltages(self) -> tuple[float, float, float]:
@@ -249,6 +290,8 @@ class SimCharger:
     def currents(self) -> list[float]:
         amps = self.charging_current()
         n = self.active_phases() if amps else 0
+        if self.l1_on_n:
+            n = min(n, 1)  # a single-phase installation
         return [amps if i < n else 0.0 for i in range(3)]
 
     def power_w(self) -> float:
@@ -265,8 +308,9 @@ class SimCharger:
         nrg: list[float] = [*volts, 1.0, *amps, *powers, 0.0, round(sum(powers), 1), *pf, 0.0]
         charging_allowed_current = min(self.amp, self.ama, self.cbl or 32)
         uptime_ms = int((self.clock() - self._started) * 1000)
+        blocked = self.access_waiting() or self.own_logic_blocks()
         state: dict[str, Any] = {
-            "alw": self.alw,
+            "alw": self.alw and not blocked,
             "acu": charging_allowed_current if self.alw and self.car else None,
             "amp": self.amp,
             "ama": self.ama,
@@ -294,14 +338,20 @@ class SimCharger:
             "var": self.variant_kw,
             "oem": "go-e",
             "mca": 6,
-            "lmo": 3,
-            "acs": 0,
+            "lmo": self.lmo,
+            "fup": self.fup,
+            "acs": self.acs,
+            "su": self.su,
             "hai": True,
             "hla": self.legacy_v1,
-            "mcr": False,
+            "mcr": self.mcr,
             "wke": "simulated-wifi-key",  # a secret the bridge must never publish
             "cak": "simulated-cloud-key",
         }
+        if self.ids is not None and self.clock() - self.ids_at <= 10:
+            state["pgrid"] = self.ids.get("pGrid")
+            state["ppv"] = self.ids.get("pPv")
+            state["pakku"] = self.ids.get("pAkku")
         if keys is not None:
             state = {k: state[k] for k in keys if k in state}
         return state
@@ -346,17 +396,34 @@ class SimCharger:
             if value != self.psm:
                 self.psm = value
                 # Phase switching works as a simulated unplug: modelStatus 23 and a pause
-                # without current (go-e API v2 #248).
+                # without current (go-e API v2 #248); `wh` starts again from 0 after it
+                # (go-e API v2 #198).
                 self._phase_switch_until = self.clock() + self.phase_switch_pause_s
+                self.session_wh = 0.0
             return True
         if key == "trx":
+            # null ends, 0 authorises without a card, n = card n-1 (apikeys-en.md)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                return f"trx: failed: invalid value ({value})"
+            self.trx = value
             return True
-        if key == "su":
-            if value is not True:
-                return f"su: failed: expected true ({value})"
-            # simulated unplug: no current for sumd (10 s), like a phase switch pause
-            self._phase_switch_until = self.clock() + self.phase_switch_pause_s
-            self.unplug_simulations += 1
+        if key == "ids":
+            if not isinstance(value, dict) or not isinstance(value.get("pGrid"), int | float):
+                return 'ids: failed: expected {"pGrid": number, ...}'
+            self.ids = {k: float(v) for k, v in value.items() if isinstance(v, int | float)}
+            self.ids_at = self.clock()
+            return True
+        if key in ("lmo", "acs"):
+            if not isinstance(value, int) or isinstance(value, bool):
+                return f"{key}: failed: invalid value ({value})"
+            setattr(self, key, value)
+            return True
+        if key in ("su", "fup", "mcr"):
+            # stored settings (60.4 key export: R/W bool Config); `su` is whether a
+            # simulated unplug is short, not a command to unplug
+            if not isinstance(value, bool):
+                return f"{key}: failed: expected a bool ({value})"
+            setattr(self, key, value)
             return True
         return f"{key}: unknown api key"
 
@@ -378,6 +445,14 @@ class SimCharger:
             *(99 if a else 0 for a in amps),
             0,
         ]
+        before = 0b111000
+        if self.l1_on_n:
+            # L1's voltage, power and power factor arrive on the N sensor (v1 doc, nrg app
+            # logic); only L1 is present before the contactor
+            nrg[3], nrg[0] = nrg[0], 2
+            nrg[10], nrg[7] = nrg[7], 0
+            nrg[15], nrg[12] = nrg[12], 0
+            before = 0b001000
         status: dict[str, Any] = {
             "version": "B",
             "car": str(self.car_code()),
@@ -387,7 +462,7 @@ class SimCharger:
             "alw": "1" if self.alw else "0",
             "stp": "0",
             "cbl": str(self.cbl or 0),
-            "pha": str(after | 0b111000),
+            "pha": str(after | before),
             "tmp": "21",
             "dws": str(round(self.session_wh * 360)),
             "dwo": "0",

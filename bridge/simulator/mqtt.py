@@ -150,7 +150,7 @@ class MqttFrontend:
         topic = message.topic.value
         payload: Any = message.payload
         text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
-        if not self.write_access:
+        if not self.write_access or self.charger.mcr:
             return  # mcr=true: the charger ignores writes and says nothing
         if self.charger.api is ApiVersion.V1:
             self.charger.set_v1(text, via="mqtt-v1")

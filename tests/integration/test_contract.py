@@ -23,10 +23,11 @@ V2_FIELDS = {
     "power_factor_l3_pct", "power_factor_n_pct", "phases_in_use", "phases",
     "phase_l1_available", "phase_l2_available", "phase_l3_available", "energy_total_wh",
     "energy_session_wh", "temperature_c", "firmware", "serial", "hardware", "variant_kw",
-    "wifi_rssi_dbm", "frequency_hz",
+    "wifi_rssi_dbm", "frequency_hz", "energy_session_charger_wh", "meter_fault",
+    "access_control", "session_authorized",
 }  # fmt: skip
 V1_FIELDS = V2_FIELDS - {
-    "force_state", "model_status", "model_status_code", "hardware", "variant_kw",
+    "access_control", "session_authorized", "force_state", "model_status", "model_status_code", "hardware", "variant_kw",
     "wifi_rssi_dbm", "frequency_hz", "phases",
 }  # fmt: skip
 

@@ -22,7 +22,7 @@ from tests.mqtt_helpers import Probe, until
 
 @pytest.fixture
 async def charging_sim() -> Any:
-    sim = SimCharger(api=ApiVersion.V2, alw_delay_s=0.05)
+    sim = SimCharger(api=ApiVersion.V2, alw_delay_s=0.05, psm=2)  # forced three-phase
     sim.phase_switch_pause_s = 0.5
     sim.plug(Car(max_current_a=32, energy_needed_wh=1e9))
     async with HttpFrontend(sim) as fe:

@@ -226,3 +226,40 @@ async def test_a_custom_topic_prefix_replaces_prefix_and_serial(mosquitto: Any) 
         assert transport.write_root == "home/garage/wallbox"
         await transport.write({"amp": 11})
         assert sim.amp == 11
+
+
+async def test_retained_is_not_live_a_switched_off_charger_is_not_shown_charging(
+    mosquitto: Any,
+) -> None:
+    """go-e's topics are retained: a charger switched off leaves "charging" at the broker.
+    Those values fill in the status, but only a live message makes the charger online."""
+    import aiomqtt
+
+    from bridge.simulator.charger import Car
+
+    sim = SimCharger(api=ApiVersion.V2, serial="0ff001", alw_delay_s=0)
+    sim.plug(Car(energy_needed_wh=1e9))
+    sim.set_v2({"frc": "2"})
+    async with MqttFrontend(sim, mosquitto.host, mosquitto.port) as fe:
+        await until(lambda: fe.sent > 20, what="the charger's retained topics")
+    # switched off (no will): its retained "car 2" stays at the broker
+    async with link_to(mosquitto) as link:
+        t = GoeMqttTransport(link, "0ff001", timeout_s=30)
+        got = Collector()
+        runner = asyncio.create_task(t.run(got.status, got.unavailable))
+        await asyncio.sleep(1.5)
+        assert got.statuses == [] and t._keys.get("car") == 2  # known, not live
+        async with MqttFrontend(sim, mosquitto.host, mosquitto.port):
+            await until(lambda: got.statuses, what="a live status")
+            assert got.statuses[-1].charging
+            # the charger's Last Will (`mcc` false, go-eCharger-API-v2 PR #345): offline now
+            got.offline.clear()
+            async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:
+                await client.publish("go-eCharger/0ff001/mcc", "false", qos=1, retain=True)
+            await until(lambda: got.offline, timeout=3, what="offline from the will")
+            assert "mcc=false" in got.offline[-1]
+            async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:
+                await client.publish("go-eCharger/0ff001/mcc", "", qos=1, retain=True)
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner

@@ -121,11 +121,15 @@ async def test_fault_matrix_while_charging(base_topic: str) -> None:
                     assert rt.poller.ok_polls - ok_before <= 2
                     await recovered(kind)
 
-                # 3. all-zero nrg (fw 60.4 on a PRO): decoded, never a crash
+                # 3. all-zero nrg while charging (fw 60.4, go-eCharger-API-v2 #321): flagged,
+                # the meter topics cleared rather than 0 W, never a crash
                 sim.inject("zero_nrg", 5)
                 await until(lambda: not sim.faults, timeout=20, what="zero nrg served")
                 await recovered("zero nrg")
                 assert any(
+                    m.topic == f"{root}/meter_fault" and m.payload == "true" for m in probe.messages
+                )
+                assert not any(
                     m.topic == f"{root}/power_w" and m.payload == "0" for m in probe.messages
                 )
                 assert bridge.links["test"].connects >= 21

@@ -41,7 +41,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "allow_charging": True, "error": "none", "error_code": 0, "current_limit_a": 10,
         "max_current_a": 32,
         # pha "8" (only L1) and nrg[3]=235 > nrg[0]=2: the app's L1-on-N rule.
-        "voltage_l1_v": 235.0, "voltage_l2_v": 0.0, "voltage_l3_v": 0.0, "voltage_n_v": 2.0,
+        # The app copies (N keeps its 235 V), it does not swap.
+        "voltage_l1_v": 235.0, "voltage_l2_v": 0.0, "voltage_l3_v": 0.0, "voltage_n_v": 235.0,
         "phase_l1_available": True, "phase_l2_available": False, "phase_l3_available": False,
         "energy_total_wh": 12_000.0, "energy_session_wh": 0.0, "temperature_c": 30.0,
         "firmware": "020-rc1", "serial": "000000", **IDLE_NRG_ZERO,
@@ -64,7 +65,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "phases": 3, "phase_l1_available": True, "phase_l2_available": True,
         "phase_l3_available": True, "energy_total_wh": 0.0, "energy_session_wh": 0.0,
         "temperature_c": 27.5, "firmware": "56.9", "hardware": "go-eCharger", "variant_kw": 11,
-        "wifi_rssi_dbm": -66, "frequency_hz": 49.94400024, **IDLE_NRG_ZERO,
+        "wifi_rssi_dbm": -66, "frequency_hz": 49.94400024, "access_control": "open",
+        "session_authorized": False, **IDLE_NRG_ZERO,
     },
 }  # fmt: skip
 
@@ -135,9 +137,35 @@ def test_v1_units_on_the_v3_legacy_api() -> None:
     assert status.power_l1_w == 1300.0
     assert status.power_w == 1360.0
     assert status.phases_in_use == 1
-    assert status.phases == 1
+    # fsp is the charging logic's result, "always false, use psm": not the phase setting
+    assert status.phases is None
     assert status.energy_total_wh == 13_000.0
     assert status.hardware == "V3+ (legacy API v1)"
+    with_psm = codec_v1.decode({"car": "2", "nrg": V1_LEGACY_V3, "fsp": "0", "psm": "1"})
+    assert with_psm.phases == 1
+
+
+def test_model_status_names_follow_the_newest_key_export() -> None:
+    """Every code and name as in go-e's 60.4 key export (fixture copied from it)."""
+    import re
+
+    from bridge.goe.model import MODEL_STATUS
+
+    row = fixture_path("apikeys-60.4-modelStatus.md").read_text("utf-8")
+    exported = {
+        int(code): re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+        for name, code in re.findall(r"([A-Za-z0-9]+)=(\d+)", row)
+    }
+    assert exported[41] == "not_charging_because_failsafe_limit"
+    assert dict(MODEL_STATUS) == exported
+
+
+def test_v1_l1_on_n_rule_copies_like_the_app() -> None:
+    # API v1 EN doc, nrg "App logic": nrg[0]=nrg[3]; nrg[7]=nrg[10]; nrg[12]=nrg[15]
+    nrg = [2, 0, 0, 231, 0, 0, 0, 0, 0, 0, 37, 370, 0, 0, 0, 99]
+    status = codec_v1.decode({"car": "2", "pha": "9", "nrg": nrg})
+    assert (status.voltage_l1_v, status.power_l1_w, status.power_factor_l1_pct) == (231, 3700, 99)
+    assert (status.voltage_n_v, status.power_n_w, status.power_factor_n_pct) == (231, 3700, 99)
 
 
 def test_unknown_enum_values_pass_through_as_numbers() -> None:

@@ -148,3 +148,17 @@ def test_phase_switching_needs_firmware_051_8() -> None:
     assert result.unsupported == (
         "phases: switching needs firmware 051.8 or later (this charger: 051.4)",
     )
+
+
+def test_access_control_authorises_only_on_opt_in_and_only_a_waiting_session() -> None:
+    import dataclasses
+
+    waiting = dataclasses.replace(V2_ON_10, access_control="wait", plugged=True,
+                                  session_authorized=False)  # fmt: skip
+    assert plan(Target(True, 10), waiting, limit_a=32).switch == {}
+    assert plan(Target(True, 10), waiting, limit_a=32, authorize=True).switch == {"trx": 0}
+    assert plan(Target(False), waiting, limit_a=32, authorize=True).switch == {"frc": 1}
+    done = dataclasses.replace(waiting, session_authorized=True)
+    assert plan(Target(True, 10), done, limit_a=32, authorize=True).switch == {}
+    open_ = dataclasses.replace(waiting, access_control="open")
+    assert plan(Target(True, 10), open_, limit_a=32, authorize=True).switch == {}

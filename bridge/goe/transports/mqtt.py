@@ -99,7 +99,12 @@ class GoeMqttTransport(Transport):
         key = topic.rsplit("/", 1)[1]
         if key in ("set", "result", "req"):
             return
-        self._seen(topic)
+        # Retained is not live: at subscribe time the broker hands out what a charger sent
+        # last, even one switched off hours ago (go-e's topics are retained, and a go-e
+        # without a will leaves them "charging"). Retained values fill in the status, but
+        # the charger counts as online only from its first live message.
+        if not retain:
+            self._seen(topic)
         if key == "status" and self.api is not ApiVersion.V2:
             self._handle_v1(payload)
             return
@@ -114,6 +119,11 @@ class GoeMqttTransport(Transport):
         if self.api is None:
             self.api = ApiVersion.V2
         self._keys[key] = value
+        if key == "mcc" and value is False:
+            # `mcc` false: the charger's MQTT connection is gone (the Last Will go-e
+            # describes in go-eCharger-API-v2 PR #345): offline now, not after timeout_s
+            self._gone("the charger's MQTT connection is gone (mcc=false)")
+            return
         self._schedule_emit()
 
     def _handle_v1(self, payload: bytes) -> None:
@@ -147,10 +157,19 @@ class GoeMqttTransport(Transport):
             self._emit_scheduled = True
             asyncio.get_running_loop().call_soon(self._emit)
 
+    def _gone(self, reason: str) -> None:
+        self._last_message = None
+        self._status = None
+        if not self._offline_reported:
+            self._offline_reported = True
+            self._on_unavailable(reason)
+
     def _emit(self) -> None:
         self._emit_scheduled = False
         if self.api is None or "car" not in self._keys:
             return  # not enough yet for a status
+        if self._last_message is None:
+            return  # only retained so far: not live
         try:
             status = decode(self.api, self._keys)
         except CodecError as exc:
@@ -189,6 +208,8 @@ class GoeMqttTransport(Transport):
         on_unavailable("waiting for the charger's first MQTT status")
         while True:
             await asyncio.sleep(min(1.0, self.timeout_s / 4))
+            if self._last_message is None and self._offline_reported:
+                continue  # already offline (mcc will), waiting for a live message
             last = self._last_message if self._last_message is not None else started
             quiet = self.clock() - last
             if quiet > self.timeout_s and not self._offline_reported:

@@ -67,6 +67,8 @@ EXIT_CONFIG = 2
 # this one stepped aside without writing to a charger. systemd does not restart it
 # (RestartPreventExitStatus), Docker's `restart: on-failure:3` gives up after a few tries.
 EXIT_DUPLICATE = 3
+# bridge/info changes of one burst (every charger's first status at start-up) go out once
+INFO_COALESCE_S = 0.5
 
 OPENWB_ADAPTERS: dict[str, type[OpenWBController]] = {
     "openwb-secondary": OpenWBSecondary,
@@ -304,7 +306,6 @@ class ChargerRuntime:
 
     def on_status(self, status: ChargerStatus) -> None:
         self._note_dropped(status)
-        status = derive.meter_fault(status)
         self._note_meter_fault(status)
         status = self.plausibility.check(status, time.monotonic())
         status = self.session_energy.apply(status)
@@ -428,6 +429,7 @@ class Bridge:
         }
         self.exit_code = EXIT_OK
         self.stepped_aside = False
+        self._info_scheduled = False
         self.reload_config: Config | None = None
         base = config.publish.base_topic
         publish_broker = config.publish_broker
@@ -547,9 +549,26 @@ class Bridge:
             log.info("homeassistant.online")
             self.publish_discovery()
 
-    def _on_identity(self) -> None:
-        self.publish_info()
-        self.publish_discovery()
+    def _on_identity(self, runtime: ChargerRuntime) -> None:
+        """One charger's identity or capabilities changed: its own device config, and the
+        bridge info once for a burst of them (at start-up every charger reports at once;
+        re-sending everything for each was quadratic in the number of chargers)."""
+        self.schedule_info()
+        ha = self.config.publish.home_assistant
+        message = runtime.discovery_message() if ha.enabled else None
+        if message is not None:
+            self.publish_link.publish(*message, retain=True)
+
+    def schedule_info(self) -> None:
+        if self._info_scheduled:
+            return
+        self._info_scheduled = True
+
+        def publish() -> None:
+            self._info_scheduled = False
+            self.publish_info()
+
+        asyncio.get_running_loop().call_later(INFO_COALESCE_S, publish)
 
     # ------------------------------------------------------------------ run
 
@@ -587,8 +606,8 @@ class Bridge:
                 runtime = ChargerRuntime(
                     charger, cfg, transport, self.links[publish_name or ""], control_link
                 )
-                runtime.on_identity = self._on_identity
-                runtime.on_warnings = self.publish_info
+                runtime.on_identity = functools.partial(self._on_identity, runtime)
+                runtime.on_warnings = self.schedule_info
                 self.chargers[runtime.id] = runtime
             if publish_name:
                 self.links[publish_name].subscribe(
@@ -605,8 +624,11 @@ class Bridge:
                         ),
                         functools.partial(self._on_own_discovery, runtime),
                     )
-            for runtime in self.chargers.values():
+            count = len(self.chargers)
+            for index, runtime in enumerate(self.chargers.values()):
                 runtime.start_messages()
+                # first polls spread evenly over the first interval (the start-up burst)
+                runtime.poller.start_offset_s = runtime.poller.interval_s * index / count
             if publish_name:
                 self.publish_info()
                 self.publish_discovery()

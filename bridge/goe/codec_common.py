@@ -159,6 +159,18 @@ def decode_nrg(payload: Mapping[str, Any], api: ApiVersion) -> dict[str, float]:
     return out
 
 
+def meter_fault(car: int | None, nrg: dict[str, float]) -> bool | None:
+    """An all-zero `nrg` while `car=2` is a known firmware fault (60.4, go-eCharger-API-v2
+    #321): a charging car at 0 V is no measurement. Then the meter values are removed from
+    `nrg` (their topics get cleared instead of showing 0 W) and the fault is reported."""
+    if not nrg:
+        return None
+    if car == 2 and not any(nrg.values()):
+        nrg.clear()
+        return True
+    return False
+
+
 def _clean(value: float) -> float:
     # 0.1 * 58 = 5.800000000000001: round away float noise without losing real precision.
     return round(value, 6) + 0.0

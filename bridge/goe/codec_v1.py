@@ -28,6 +28,7 @@ def decode(payload: Mapping[str, Any]) -> ChargerStatus:
     # core values: strict, a broken one fails the poll
     fields.update(c.car_fields(c.as_int(payload, "car")))
     nrg = c.decode_nrg(payload, ApiVersion.V1)
+    fields["meter_fault"] = c.meter_fault(fields.get("car"), nrg)
 
     fields["allow_charging"] = soft(lambda: c.as_bool(payload, "alw"))
     err = soft(lambda: c.as_int(payload, "err"))
@@ -64,6 +65,7 @@ def decode(payload: Mapping[str, Any]) -> ChargerStatus:
     dws = soft(lambda: c.as_number(payload, "dws"))
     if dws is not None:
         fields["energy_session_wh"] = round(dws / 360, 3)  # deca-watt-seconds
+        fields["energy_session_charger_wh"] = fields["energy_session_wh"]
 
     fields["temperature_c"] = soft(lambda: c.temperature(payload))
     fields["firmware"] = soft(lambda: c.as_text(payload, "fwv"))

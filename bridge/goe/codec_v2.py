@@ -54,6 +54,7 @@ def decode(payload: Mapping[str, Any]) -> ChargerStatus:
     # core values: strict, a broken one fails the poll
     fields.update(c.car_fields(c.as_int(payload, "car")))
     nrg = c.decode_nrg(payload, ApiVersion.V2)
+    fields["meter_fault"] = c.meter_fault(fields.get("car"), nrg)
 
     fields["allow_charging"] = soft(lambda: c.as_bool(payload, "alw"))
     frc = soft(lambda: c.as_int(payload, "frc"))
@@ -85,6 +86,7 @@ def decode(payload: Mapping[str, Any]) -> ChargerStatus:
     # replaces it with the `eto` delta since plug-in (goe.derive.SessionEnergy) and keeps
     # this one as energy_session_charger_wh.
     fields["energy_session_wh"] = soft(lambda: c.as_number(payload, "wh"))
+    fields["energy_session_charger_wh"] = fields["energy_session_wh"]
 
     fields["temperature_c"] = soft(lambda: c.temperature(payload))
     fields["firmware"] = soft(lambda: c.as_text(payload, "fwv"))

@@ -5,9 +5,7 @@ cannot tell the truth. Pure: no I/O, no await.
   `wh` resets after a phase switch or a pause on V3+ (go-eCharger-API-v2 #198, #223), and
   evcc stopped using it for that (evcc #13726, #17681). go-e's value stays available as
   `energy_session_charger_wh`.
-- `meter_fault`: an all-zero `nrg` while `car=2` is a known firmware fault (60.4,
-  go-eCharger-API-v2 #321): a charging car at 0 V is no measurement. The meter fields are
-  left out (their topics cleared) instead of publishing 0 W as the truth.
+- (the all-zero meter fault needs one payload only: codec_common.meter_fault)
 - `setting_warnings`: charger settings that fight an external controller.
 """
 
@@ -17,27 +15,6 @@ import dataclasses
 from typing import Any
 
 from .model import ApiVersion, ChargerStatus
-
-# The fields that come from `nrg` (codec_common.NRG_LAYOUT) and what is computed from them.
-METER_FIELDS = (
-    "voltage_l1_v", "voltage_l2_v", "voltage_l3_v", "voltage_n_v",
-    "current_l1_a", "current_l2_a", "current_l3_a",
-    "power_l1_w", "power_l2_w", "power_l3_w", "power_n_w", "power_w",
-    "power_factor_l1_pct", "power_factor_l2_pct", "power_factor_l3_pct", "power_factor_n_pct",
-    "phases_in_use",
-)  # fmt: skip
-
-
-def meter_fault(status: ChargerStatus) -> ChargerStatus:
-    """Flag an all-zero `nrg` while the car is charging (`meter_fault=true`, meter fields
-    left out); `meter_fault=false` for a normal reading."""
-    values = [getattr(status, name) for name in METER_FIELDS[:-1]]
-    if any(v is None for v in values):
-        return status
-    if status.car == 2 and all(v == 0 for v in values):
-        blank: dict[str, Any] = dict.fromkeys(METER_FIELDS)
-        return dataclasses.replace(status, meter_fault=True, **blank)
-    return dataclasses.replace(status, meter_fault=False)
 
 
 class SessionEnergy:
@@ -56,9 +33,9 @@ class SessionEnergy:
         self.last: float | None = None
 
     def apply(self, status: ChargerStatus) -> ChargerStatus:
-        charger_wh = status.energy_session_wh
         if status.api_version is not ApiVersion.V2:
-            return dataclasses.replace(status, energy_session_charger_wh=charger_wh)
+            return status  # the codec gives dws as both
+        charger_wh = status.energy_session_charger_wh
         total = status.energy_total_wh
         if status.plugged is False:
             self.baseline = None
@@ -69,9 +46,9 @@ class SessionEnergy:
                 before = charger_wh if charger_wh is not None and 0 <= charger_wh <= total else 0
                 self.baseline = total - before
             self.last = round(total - self.baseline, 3)
-        return dataclasses.replace(
-            status, energy_session_wh=self.last, energy_session_charger_wh=charger_wh
-        )
+        if self.last == status.energy_session_wh:
+            return status
+        return dataclasses.replace(status, energy_session_wh=self.last)
 
 
 # go-e API v2 apikeys-en.md / the 60.4 key export: `lmo` logic mode (Default=3, Awattar=4,

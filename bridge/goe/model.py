@@ -217,14 +217,13 @@ class ChargerStatus:
 
     def fields(self) -> dict[str, Any]:
         """The reported fields (absent ones left out), as published and printed."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            if f.name in ("raw", "dropped"):
-                continue
-            value = getattr(self, f.name)
-            if value is None:
-                continue
-            out[f.name] = value.value if isinstance(value, enum.Enum) else value
+        # Called for every poll of every charger: a plain loop over the precomputed names
+        # (dataclasses.fields() per call showed in the profile, bench/RESULTS.md).
+        out: dict[str, Any] = {"api_version": self.api_version.value}
+        for name in _VALUE_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
         return out
 
     @property
@@ -235,6 +234,8 @@ class ChargerStatus:
 FIELD_NAMES: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(ChargerStatus) if f.name not in ("raw", "dropped")
 )
+_VALUE_FIELDS = FIELD_NAMES[1:]  # every field but api_version, the one enum
+assert FIELD_NAMES[0] == "api_version"
 
 
 def firmware_version(fwv: str | None) -> tuple[int, int] | None:

@@ -49,6 +49,10 @@ class Poller:
         self.last_latency_s: float | None = None
         self.last_error: str | None = None
         self.outage_started = 0.0
+        # Where in the first interval this charger's first poll goes: the bridge spreads its
+        # chargers evenly, so a fleet does not start with every detection, full status read
+        # and discovery in the same second (bench/floor.py start-up curve).
+        self.start_offset_s = 0.0
 
     def retry_delay(self, now: float) -> float:
         """The wait before the next probe of a charger that did not answer: the poll
@@ -103,6 +107,8 @@ class Poller:
         return self.interval_s
 
     async def run(self) -> None:
+        if self.start_offset_s > 0:
+            await asyncio.sleep(self.start_offset_s)
         while True:
             self._poke.clear()
             delay = await self.poll_once()

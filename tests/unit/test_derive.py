@@ -4,7 +4,7 @@ the settings that fight a controller."""
 from __future__ import annotations
 
 from bridge.goe import codec_v2
-from bridge.goe.derive import SessionEnergy, meter_fault, setting_warnings
+from bridge.goe.derive import SessionEnergy, setting_warnings
 from bridge.goe.model import ApiVersion, ChargerStatus
 
 NRG = [230, 231, 229, 1, 16, 16, 16, 3680, 3696, 3664, 0, 11040, 99, 99, 99, 0]
@@ -34,19 +34,19 @@ def test_a_bridge_started_mid_session_takes_what_the_charger_counted_before() ->
 
 def test_v1_keeps_dws_as_the_session_energy() -> None:
     status = ChargerStatus(ApiVersion.V1, plugged=True, energy_total_wh=1e6,
-                           energy_session_wh=1907.8)  # fmt: skip
+                           energy_session_wh=1907.8, energy_session_charger_wh=1907.8)  # fmt: skip
     out = SessionEnergy().apply(status)
     assert out.energy_session_wh == out.energy_session_charger_wh == 1907.8
 
 
 def test_all_zero_meter_while_charging_is_a_fault_not_0_w() -> None:
-    faulty = meter_fault(codec_v2.decode({"car": 2, "nrg": [0] * 16}))
+    faulty = codec_v2.decode({"car": 2, "nrg": [0] * 16})
     assert faulty.meter_fault is True
     assert faulty.power_w is None and faulty.voltage_l1_v is None
     assert "power_w" not in faulty.fields()
-    idle = meter_fault(codec_v2.decode({"car": 1, "nrg": [0] * 16}))
+    idle = codec_v2.decode({"car": 1, "nrg": [0] * 16})
     assert idle.meter_fault is False and idle.power_w == 0
-    fine = meter_fault(codec_v2.decode({"car": 2, "nrg": NRG}))
+    fine = codec_v2.decode({"car": 2, "nrg": NRG})
     assert fine.meter_fault is False and fine.power_w == 11040
 
 

@@ -321,3 +321,19 @@ async def test_a_firmware_update_rereads_identity_and_configuration(sim_v2: Http
     await t.read_status()
     assert sim_v2.charger.requests - requests == 3
     await t.close()
+
+
+async def test_v1_single_phase_with_l1_on_the_n_sensor_is_read_by_the_apps_rule() -> None:
+    """API v1 EN doc, nrg "App logic": with only L1 present (floor(pha/8) == 1) and
+    nrg[3] > nrg[0], L1 is copied from the N sensor (indices 3/10/15); N keeps its values."""
+    from bridge.simulator.charger import Car
+
+    sim = SimCharger(api=ApiVersion.V1, l1_on_n=True)
+    sim.plug(Car(max_current_a=16, energy_needed_wh=1e9))
+    async with HttpFrontend(sim) as fe:
+        t = transport(fe)
+        status = await t.read_status()
+        assert status.voltage_l1_v == status.voltage_n_v == 230
+        assert status.power_l1_w == status.power_n_w == 3700
+        assert status.phase_l2_available is False and status.phases_in_use == 1
+        await t.close()

@@ -202,13 +202,16 @@ async def test_broken_answers_are_communication_errors(
     await t.close()
 
 
-async def test_all_zero_nrg_decodes_as_zero_power(sim_v2: HttpFrontend) -> None:
+async def test_all_zero_nrg_while_charging_is_a_meter_fault(sim_v2: HttpFrontend) -> None:
+    """fw 60.4 (go-eCharger-API-v2 #321): a charging car at 0 V is no measurement."""
     sim_v2.charger.plug()
+    sim_v2.charger.set_v2({"frc": "2"})
     t = transport(sim_v2)
     await t.read_status()
     sim_v2.charger.inject("zero_nrg")
     status = await t.read_status()
-    assert status.power_w == 0 and status.voltage_l1_v == 0
+    assert status.charging and status.meter_fault is True
+    assert status.power_w is None and status.voltage_l1_v is None
     await t.close()
 
 

@@ -68,6 +68,20 @@ def bridge_process(config: dict[str, Any]) -> Iterator[subprocess.Popen[bytes]]:
                 proc.kill()
 
 
+def spawn_sims(count: int) -> tuple[subprocess.Popen[str], int]:
+    """`count` simulated chargers with a car charging (`goe-bridge simulate`, their own
+    process) on consecutive ports; returns the process and the first port."""
+    port = free_port_range(count)
+    sims = subprocess.Popen(
+        [*goe_bridge(), "simulate", "--count", str(count), "--port", str(port), "--plug-after", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert sims.stdout is not None
+    for _ in range(count):
+        sims.stdout.readline()  # each simulator prints its URL once it listens
+    return sims, port
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

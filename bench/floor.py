@@ -29,9 +29,9 @@ from _harness import (
     broker,
     cpu_seconds,
     free_port_range,
-    goe_bridge,
     machine,
     rss_mb,
+    spawn_sims,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -65,18 +65,6 @@ async def floor_main(host: str, port: int, count: int, first: int, interval: flo
                 await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
         await asyncio.gather(*(poll(i) for i in range(count)))
-
-
-def spawn_sims(count: int) -> tuple[subprocess.Popen[str], int]:
-    port = free_port_range(count)
-    sims = subprocess.Popen(
-        [*goe_bridge(), "simulate", "--count", str(count), "--port", str(port), "--plug-after", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    assert sims.stdout is not None
-    for _ in range(count):
-        sims.stdout.readline()  # each simulator prints its URL once it listens
-    return sims, port
 
 
 async def startup_curve(pid: int, seconds: float, window: float = 5.0) -> list[float]:

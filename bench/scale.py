@@ -9,21 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 
-from _harness import bridge_process, broker, cpu_share, free_port_range, goe_bridge, machine, rss_mb
+from _harness import bridge_process, broker, cpu_share, machine, rss_mb, spawn_sims
 
 
 async def measure(count: int, seconds: float, b: object) -> tuple[float, float, float]:
-    port = free_port_range(count)  # the simulators take this port and the next count-1
-    sims = subprocess.Popen(
-        [*goe_bridge(), "simulate", "--count", str(count), "--port", str(port), "--plug-after", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    assert sims.stdout is not None
-    for _ in range(count):
-        sims.stdout.readline()  # each simulator prints its URL once it listens
+    sims, port = spawn_sims(count)  # the simulators take this port and the next count-1
     cfg = {
         "log": {"level": "warning", "format": "json"},
         "brokers": {"b": {"host": b.host, "port": b.port}},  # type: ignore[attr-defined]

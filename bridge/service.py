@@ -163,6 +163,7 @@ class ChargerRuntime:
         self._meter_fault = False
         # charger settings that fight the controller: key → advice (log, bridge/info, page)
         self.setting_warnings: dict[str, str] = {}
+        self._settings_seen: tuple[Any, ...] | None = None
         self.available: bool | None = None
         self.control_state: dict[str, Any] = {"source": cfg.control.source}
         self.commands: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
@@ -287,8 +288,10 @@ class ChargerRuntime:
 
     def _note_settings(self, status: ChargerStatus) -> None:
         """Warn once at start-up and on every change (goe-api.md §7)."""
-        if not status.raw:
-            return
+        settings = tuple(status.raw.get(key) for key in derive.SETTING_KEYS)
+        if not status.raw or settings == self._settings_seen:
+            return  # checked on every poll: the warnings only when the settings changed
+        self._settings_seen = settings
         mqtt_writes = isinstance(self.cfg.connection, MqttConnection)
         warnings = derive.setting_warnings(status.raw, mqtt_writes=mqtt_writes)
         if self.cfg.control.source == "none":

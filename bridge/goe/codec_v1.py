@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import codec_common as c
+from .codec_v2 import PSM_TO_PHASES
 from .model import ERRORS_V1, ApiVersion, ChargerStatus, CodecError, WireValue
 
 # uby = card index 1..10 → name keys, in the doc's order of the rfid cards.
@@ -57,7 +58,7 @@ def decode(payload: Mapping[str, Any]) -> ChargerStatus:
         fields["hardware"] = "V3+ (legacy API v1)"
         psm = soft(lambda: c.as_int(payload, "psm"))
         if psm is not None:
-            fields["phases"] = {0: "auto", 1: 1, 2: 3}.get(psm)
+            fields["phases"] = PSM_TO_PHASES.get(psm)
 
     eto = soft(lambda: c.as_number(payload, "eto"))
     if eto is not None:

@@ -22,9 +22,8 @@ from .model import (
     WriteRejected,
 )
 
-# psm: 0 auto, 1 force 1-phase, 2 force 3-phase (removed apikeys-en.md row, still emitted
-# by fw 60.5: goe-api.md §3.1).
-# psm: 0 auto (the charger's own logic), 1 force one phase, 2 force three (apikeys-en.md)
+# psm: 0 auto (the charger's own logic), 1 force one phase, 2 force three (apikeys-en.md row
+# since removed, still emitted by fw 60.5: goe-api.md §3.1)
 PSM_TO_PHASES: Mapping[int, int | str] = {0: "auto", 1: 1, 2: 3}
 PHASES_TO_PSM: Mapping[int | str, int] = {"auto": 0, 1: 1, 3: 2}
 

@@ -12,6 +12,7 @@ cannot tell the truth. Pure: no I/O, no await.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from .model import ApiVersion, ChargerStatus
@@ -58,7 +59,10 @@ class SessionEnergy:
 LOGIC_MODES = {3: "default", 4: "awattar", 5: "next_trip"}
 
 
-def setting_warnings(raw: dict[str, Any] | Any, *, mqtt_writes: bool = False) -> dict[str, str]:
+SETTING_KEYS = ("lmo", "fup", "acs", "mcr")
+
+
+def setting_warnings(raw: Mapping[str, Any], *, mqtt_writes: bool = False) -> dict[str, str]:
     """Settings on the charger that fight an external controller: key → what to do."""
     out: dict[str, str] = {}
     lmo = raw.get("lmo")

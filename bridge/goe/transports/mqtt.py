@@ -213,9 +213,7 @@ class GoeMqttTransport(Transport):
             last = self._last_message if self._last_message is not None else started
             quiet = self.clock() - last
             if quiet > self.timeout_s and not self._offline_reported:
-                self._offline_reported = True
-                self._status = None
-                on_unavailable(f"no MQTT message from the charger for {quiet:.0f} s")
+                self._gone(f"no MQTT message from the charger for {quiet:.0f} s")
 
     async def write(self, changes: Mapping[str, WireValue]) -> None:
         if self.api is ApiVersion.V1:

@@ -88,7 +88,8 @@ def mosquitto() -> Iterator[Any]:
 
 @pytest.fixture
 async def sim() -> AsyncIterator[SimCharger]:
-    charger = SimCharger(api=ApiVersion.V2, alw_delay_s=0.05, phase_switch_pause_s=0.5)
+    # set to three phases (psm 2), as these scenarios assume; the go-e default is auto (0)
+    charger = SimCharger(api=ApiVersion.V2, alw_delay_s=0.05, phase_switch_pause_s=0.5, psm=2)
     charger.plug(Car(max_current_a=32))
     async with HttpFrontend(charger) as fe:
         charger.port = fe.port  # type: ignore[attr-defined]

@@ -22,8 +22,9 @@ CONTROL_KEYS = ("source", "target_allow", "target_current_a", "target_phases",
 # A change smaller than this is not worth a message; the periodic refresh still sends the
 # exact value. Chosen below what a user or a PV controller can act on.
 DEADBANDS: tuple[tuple[str, float], ...] = (
-    ("energy_total_wh", 50.0),  # lifetime counter: 50 Wh is under a minute at 11 kW
-    ("energy_session_wh", 50.0),
+    # every energy counter (lifetime, session, the charger's own session counter): 50 Wh is
+    # under a minute at 11 kW; a counter without a band is a message on every poll
+    ("_wh", 50.0),
     ("power_factor", 2.0),
     ("_w", 25.0),
     ("_v", 2.0),

@@ -33,6 +33,23 @@ def test_deadbands_by_unit() -> None:
     assert deadband("car") == 0
 
 
+# Measured values that are exact on purpose: cloud data age (one poll a minute or slower).
+EXACT_MEASURES = {"data_age_s"}
+
+
+def test_every_measured_value_has_a_deadband() -> None:
+    """A float that moves on every poll without a band is a message on every poll: the
+    charger's own session counter once was 11 messages a charger-second at 1 s polls."""
+    import dataclasses
+
+    floats = {
+        f.name for f in dataclasses.fields(ChargerStatus) if "float" in str(f.type)
+    } - EXACT_MEASURES
+    assert floats, "the model has measured values"
+    assert {name for name in floats if not deadband(name)} == set()
+    assert deadband("energy_session_charger_wh") == 50
+
+
 def test_field_publisher_sends_changes_past_the_deadband_and_refreshes() -> None:
     pub = FieldPublisher(Topics("goe", "g"), refresh_s=60)
     first = dict(pub.update(ChargerStatus(ApiVersion.V2, power_w=1000.0, car=2), now=0))

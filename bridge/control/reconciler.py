@@ -97,11 +97,17 @@ class Reconciler:
     def on_status(self, status: ChargerStatus) -> None:
         self.status = status
         self.available = True
-        self._wake.set()
+        self._wake_if_targeted()
 
     def on_unavailable(self) -> None:
         self.available = False
-        self._wake.set()
+        self._wake_if_targeted()
+
+    def _wake_if_targeted(self) -> None:
+        # Without a Target (or suspended) a step does nothing: no wake-up per poll for a
+        # charger nobody controls yet (bench/floor.py, one task switch per poll).
+        if self.target is not None and not self.suspended:
+            self._wake.set()
 
     # ------------------------------------------------------------------ loop
 

@@ -288,3 +288,40 @@ def test_status_replace_keeps_a_frozen_model() -> None:
     Plausibility(lambda e, f: None).check(original, 0)
     assert original.power_w == 1e9
     assert dataclasses.is_dataclass(original)
+
+
+async def test_the_liveness_watch_wakes_when_due_not_every_second() -> None:
+    """The failsafe watch sleeps until the failsafe could fall due (a one-second tick per
+    charger was 500 wake-ups a second for 500 chargers, bench/floor.py) and still acts in
+    time."""
+    import asyncio
+
+    from bridge.control.base import Controller
+    from bridge.goe.model import Target
+    from tests.mqtt_helpers import until
+
+    class Counting(Controller):
+        checks = 0
+
+        def check_failsafe(self, now: float | None = None) -> None:
+            self.checks += 1
+            super().check_failsafe(now)
+
+    quiet = Counting(charger("mqtt"), on_target=Targets(), on_state=lambda s: None)
+    assert quiet.timeout_s is None
+    task = asyncio.create_task(quiet.run())
+    await asyncio.sleep(1.2)
+    task.cancel()
+    assert quiet.checks == 1  # nothing to time: no tick
+
+    targets = Targets()
+    watched = Counting(charger("mqtt"), on_target=targets, on_state=lambda s: None)
+    watched.timeout_s = 0.3
+    task = asyncio.create_task(watched.run())
+    try:
+        watched.heard(Target(True, 10))
+        await until(lambda: watched.failsafe_active, what="failsafe after 0.3 s of quiet")
+        assert targets.values[-1] == Target(allow=False)
+        assert watched.checks <= 3  # start, after `heard`, when due
+    finally:
+        task.cancel()

@@ -162,3 +162,42 @@ def test_access_control_authorises_only_on_opt_in_and_only_a_waiting_session() -
     assert plan(Target(True, 10), done, limit_a=32, authorize=True).switch == {}
     open_ = dataclasses.replace(waiting, access_control="open")
     assert plan(Target(True, 10), open_, limit_a=32, authorize=True).switch == {}
+
+
+async def test_reconciler_sleeps_through_polls_while_nobody_controls() -> None:
+    """A poll wakes the reconciler only when there is a Target to hold (bench/floor.py: a
+    task switch per poll per charger for nothing)."""
+    import asyncio
+
+    from bridge.control.reconciler import Reconciler
+    from bridge.goe.transports.base import Transport
+
+    class Recording(Transport):
+        async def read_status(self) -> ChargerStatus:
+            raise AssertionError("not used")
+
+        async def write(self, changes: object) -> None:
+            self.written = changes
+
+    class Counting(Reconciler):
+        steps = 0
+
+        async def step(self) -> float | None:
+            self.steps += 1
+            return await super().step()
+
+    r = Counting(Recording(), name="t", limit_a=16, min_command_interval_s=0)
+    task = asyncio.create_task(r.run())
+    try:
+        for _ in range(10):
+            r.on_status(V2)
+            await asyncio.sleep(0)
+        assert r.steps == 1  # the first look, then no wake-up per poll
+        r.set_target(Target(True, 10))
+        await asyncio.sleep(0.01)
+        assert r.steps == 2
+        r.on_status(V2)  # with a Target every poll is checked against it
+        await asyncio.sleep(0.01)
+        assert r.steps == 3
+    finally:
+        task.cancel()

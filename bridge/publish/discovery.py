@@ -7,7 +7,7 @@ https://www.home-assistant.io/integrations/mqtt/#device-discovery-payload
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,10 +169,23 @@ SOMETIMES_NULL: Mapping[ApiVersion, frozenset[str]] = {
 }
 
 
-def capabilities(known: frozenset[str], status: ChargerStatus) -> frozenset[str]:
+# Chargers of one kind have the same capabilities: one shared set each (a fleet of 500 held
+# 1,000 equal frozensets, bench/floor.py), and no new set per poll when nothing was added.
+_SHARED_CAPABILITIES: dict[frozenset[str], frozenset[str]] = {}
+
+
+def capabilities(
+    known: frozenset[str], status: ChargerStatus, fields: Iterable[str] | None = None
+) -> frozenset[str]:
     """The fields a charger has: every field it ever reported, plus those its API reports as
-    null at times. Grows; the discovery follows it."""
-    return known | frozenset(status.fields()) | SOMETIMES_NULL.get(status.api_version, frozenset())
+    null at times. Grows; the discovery follows it. `fields`: the status's field names,
+    when the caller has them already."""
+    names = status.fields().keys() if fields is None else fields
+    sometimes = SOMETIMES_NULL.get(status.api_version, frozenset())
+    if known.issuperset(names) and known.issuperset(sometimes):
+        return known
+    grown = known.union(names, sometimes)
+    return _SHARED_CAPABILITIES.setdefault(grown, grown)
 
 
 def removals(announced: Mapping[str, str], current: Mapping[str, Any]) -> dict[str, dict[str, str]]:

@@ -117,24 +117,37 @@ class FieldPublisher:
     _sent: dict[str, Any] = field(default_factory=dict)
     _raw_sent: dict[str, str] = field(default_factory=dict)
     _last_full: float | None = None
+    # field → topic, built once: the same string objects every poll, and in the link's
+    # replay store (a new f-string per field and poll showed in the profile)
+    _topic: dict[str, str] = field(default_factory=dict)
 
-    def update(self, status: ChargerStatus, now: float) -> list[tuple[str, str]]:
-        """(topic, payload) pairs to publish retained for this status."""
+    def topic(self, name: str) -> str:
+        topic = self._topic.get(name)
+        if topic is None:
+            topic = self._topic[name] = self.topics.field(name)
+        return topic
+
+    def update(
+        self, status: ChargerStatus, now: float, fields: Mapping[str, Any] | None = None
+    ) -> list[tuple[str, str]]:
+        """(topic, payload) pairs to publish retained for this status (`fields`: its
+        `fields()`, when the caller has them already)."""
         full = self._last_full is None or now - self._last_full >= self.refresh_s
         if full:
             self._last_full = now
         out: list[tuple[str, str]] = []
-        fields = status.fields()
+        if fields is None:
+            fields = status.fields()
         for name, value in fields.items():
             if full or self._changed(name, value):
                 self._sent[name] = value
-                out.append((self.topics.field(name), scalar(value)))
+                out.append((self.topic(name), scalar(value)))
         # A field that became unknown (no car: no cable current; idle: no effective current;
         # the card gone) is cleared: an empty retained message deletes the topic, so nobody
         # reads an old value as the current one.
         for name in [n for n in self._sent if n not in fields]:
             del self._sent[name]
-            out.append((self.topics.field(name), ""))
+            out.append((self.topic(name), ""))
         if self.raw:
             for key, value in status.raw.items():
                 if "/" in key or "+" in key or "#" in key:

@@ -14,7 +14,7 @@ from bridge.goe.model import ApiVersion
 from bridge.simulator.charger import SimCharger
 from bridge.simulator.http import HttpFrontend
 from tests.bridge_helpers import http_charger, make_config, running_bridge
-from tests.mqtt_helpers import Probe, until
+from tests.mqtt_helpers import Probe, run_mosquitto, until
 
 # https://www.home-assistant.io/integrations/mqtt/#device-discovery-payload: per platform, the
 # keys a component needs (abbreviated or not)
@@ -176,3 +176,26 @@ async def test_home_assistant_coming_online_gets_the_discovery_again(
             again = await last_document(probe, "h", since=since)
             assert again == first
             await probe.wait_for("homeassistant/device/goe_bridge/config", since=since)
+
+
+async def test_a_broker_that_lost_everything_gets_the_device_configs_again(
+    base_topic: str,
+) -> None:
+    """The device configs are not kept for the link's replay (17 kB each); they are built
+    again after every reconnect, so a broker restarted without persistence has them back."""
+    sim = SimCharger(api=ApiVersion.V2)
+    with run_mosquitto() as broker:
+        async with HttpFrontend(sim) as fe:
+            cfg = make_config(broker, base_topic, [http_charger("r", fe.port)])
+            async with running_bridge(cfg) as bridge:
+                async with Probe(broker.host, broker.port, "homeassistant/#") as probe:
+                    first = await last_document(probe, "r")
+                link = bridge.links["test"]
+                broker.stop()  # no persistence: every retained message is gone
+                await until(lambda: not link.connected.is_set(), what="disconnect")
+                broker.start()
+                await until(lambda: link.connected.is_set(), timeout=30, what="reconnect")
+                # a new subscriber gets what the broker holds as retained
+                async with Probe(broker.host, broker.port, "homeassistant/#") as probe:
+                    assert await last_document(probe, "r") == first
+                    await probe.wait_for("homeassistant/device/goe_bridge/config")

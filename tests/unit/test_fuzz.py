@@ -94,7 +94,7 @@ def test_mqtt_controller(field: str, payload: bytes, retain: bool) -> None:
     ctl.status = ChargerStatus(ApiVersion.V2)
     topic = topics.set() if field == "set" else f"{topics.root}/{field}/set"
     ctl.handle(topic, payload, retain)
-    if not payload:
+    if not payload or field == "pv":  # pv/set is the PV input's (control/pv_input.py)
         assert link.published == [] and targets.values == []
         return
     results = [json.loads(p) for t, p, _ in link.published if t == topics.result]

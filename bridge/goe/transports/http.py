@@ -42,6 +42,9 @@ NOT_ENABLED_HINT = (
 )
 
 
+_POLLED = frozenset(codec_v2.POLL_KEYS)
+
+
 class HttpTransport(Transport):
     kind = "http"
 
@@ -60,6 +63,8 @@ class HttpTransport(Transport):
         self.api = None if api == "auto" else ApiVersion(api)
         self._http = HttpClient(self.base_url, timeout_s, session)
         self._base: dict[str, Any] = {}  # full v2 status from start-up, polls overlay it
+        # the part of it the polls do not ask for (identity, configuration), once per load
+        self._static: dict[str, Any] = {}
         self.failures = 0
         # the configured limit: the stored `amp` a 042.0 charger is raised to, once
         self.max_current_a = max_current_a
@@ -132,6 +137,9 @@ class HttpTransport(Transport):
         if not isinstance(payload, dict):
             raise CodecError("GET /api/status: expected a JSON object")
         self._base = payload
+        # The start-up status supplies only what the polls do not ask for: a polled key the
+        # charger stopped sending is gone, not frozen at its start-up value.
+        self._static = {k: v for k, v in payload.items() if k not in _POLLED}
         fwv = payload.get("fwv")
         self.firmware = str(fwv) if fwv is not None else None
 
@@ -157,11 +165,7 @@ class HttpTransport(Transport):
                     log.info("charger.firmware_changed", url=self.base_url,
                              old=self.firmware, new=str(fwv))  # fmt: skip
                     await self._load_base()
-                # The start-up status supplies only what the polls do not ask for (identity,
-                # configuration): a polled key the charger stopped sending is gone, not
-                # frozen at its start-up value.
-                polled = set(codec_v2.POLL_KEYS)
-                merged = {**{k: v for k, v in self._base.items() if k not in polled}, **payload}
+                merged = {**self._static, **payload}
             else:
                 payload = await self._get_json("/status")
                 if not isinstance(payload, dict):
@@ -190,6 +194,7 @@ class HttpTransport(Transport):
             log.info("charger.redetect", url=self.base_url, failures=self.failures)
             self.api = None
             self._base = {}
+            self._static = {}
 
     # ------------------------------------------------------------------ writing
 

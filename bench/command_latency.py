@@ -1,6 +1,10 @@
 """Command latency: an openWB primary's `set_current` published → the simulator receives the
-HTTP write. Spacing disabled (`min_command_interval_s: 0`). Beside it, the bare broker hop
-(publish → subscriber on the same broker) measured in the same run.
+HTTP write. Spacing disabled (`min_command_interval_s: 0`). Beside it, in the same run:
+
+- the floor: a process that subscribes to the same topic and, for each message, issues the
+  same write (`GET /api/set?amp=N` with aiohttp, the answer through `json.loads`), nothing
+  more; the issue's goal is the bridge within 1.3x of it;
+- the bare broker hop (publish → subscriber on the same broker).
 
     .venv/bin/python bench/command_latency.py [--n 500]
 """
@@ -10,6 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
+import sys
 import time
 
 import aiomqtt
@@ -18,6 +24,41 @@ from _harness import bare_hop, bridge_process, broker, machine, percentiles, sum
 from bridge.goe.model import ApiVersion
 from bridge.simulator.charger import Car, SimCharger
 from bridge.simulator.http import HttpFrontend
+
+
+TOPIC = "openWB/set/internal_chargepoint/0/data/set_current"
+
+
+async def floor_main(host: str, port: int, sim_port: int) -> None:
+    """The floor process: subscribe, and write each set point to the charger."""
+    import aiohttp
+
+    async with aiomqtt.Client(host, port) as client, aiohttp.ClientSession() as session:
+        await client.subscribe(TOPIC, qos=1)  # as the bridge subscribes
+        print("ready", flush=True)
+        async for message in client.messages:
+            if message.retain:
+                continue  # the last run's set point, delivered on subscribing
+            amps = int(float(bytes(message.payload)))  # type: ignore[arg-type]
+            url = f"http://127.0.0.1:{sim_port}/api/set"
+            async with session.get(url, params={"amp": str(amps)}) as answer:
+                json.loads(await answer.text())
+
+
+async def series(primary: aiomqtt.Client, sim: SimCharger, n: int) -> list[float]:
+    """`n` set points (after 20 not counted), each after the previous write arrived."""
+    samples: list[float] = []
+    for i in range(n + 20):
+        amps = 7 + i % 10  # always different from the previous value
+        count = len(sim.writes)
+        t0 = time.perf_counter()
+        await primary.publish(TOPIC, f"{amps}.0", retain=True)
+        await wait_until(lambda: len(sim.writes) > count, 10)
+        write = sim.writes[-1]
+        assert (write.key, write.value) == ("amp", amps), write
+        if i >= 20:  # warm-up
+            samples.append((write.at - t0) * 1000)
+    return samples
 
 
 async def main(n: int) -> None:
@@ -39,36 +80,44 @@ async def main(n: int) -> None:
             }  # fmt: skip
             with bridge_process(cfg):
                 async with aiomqtt.Client(b.host, b.port) as primary:
-                    topic = "openWB/set/internal_chargepoint/0/data/set_current"
+                    topic = TOPIC
                     hb = json.dumps({"heartbeat": time.time() + 3600, "parent_ip": "bench"})
                     await primary.publish(
                         "openWB/set/internal_chargepoint/global_data", hb, retain=True
                     )
                     await primary.publish(topic, "6.0", retain=True)
                     await wait_until(lambda: sim.frc == 2 and sim.amp == 6, 30)
-                    samples: list[float] = []
-                    for i in range(n + 20):
-                        amps = 7 + i % 10  # always different from the previous value
-                        count = len(sim.writes)
-                        t0 = time.perf_counter()
-                        await primary.publish(topic, f"{amps}.0", retain=True)
-                        await wait_until(lambda: len(sim.writes) > count, 10)
-                        write = sim.writes[-1]
-                        assert (write.key, write.value) == ("amp", amps), write
-                        if i >= 20:  # warm-up
-                            samples.append((write.at - t0) * 1000)
+                    samples = await series(primary, sim, n)
+            floor = subprocess.Popen(
+                [sys.executable, __file__, "--floor", b.host, str(b.port), str(fe.port)],
+                stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            try:
+                assert floor.stdout is not None
+                await asyncio.to_thread(floor.stdout.readline)  # subscribed
+                async with aiomqtt.Client(b.host, b.port) as primary:
+                    floor_samples = await series(primary, sim, n)
+            finally:
+                floor.terminate()
+                floor.wait(10)
             hop = await bare_hop(b.host, b.port, n)
     med, p99 = percentiles(samples)
+    fmed, fp99 = percentiles(floor_samples)
     hmed, hp99 = percentiles(hop)
     print(f"command latency (set_current → HTTP write): {summary(samples)}")
+    print(f"floor (subscribe → the same GET):           {summary(floor_samples)}")
     print(f"bare broker hop (publish → subscriber):     {summary(hop)}")
     print(f"bridge share: median {med - hmed:.2f} ms, p99 {p99 - hp99:.2f} ms")
+    print(f"bridge / floor: median {med / fmed:.2f}x, p99 {p99 / fp99:.2f}x (goal: ≤ 1.3x)")
     print(
         f"targets: median ≤ 5 ms: {'met' if med <= 5 else 'MISSED'}; p99 ≤ 20 ms: {'met' if p99 <= 20 else 'MISSED'}"
     )
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--floor":
+        asyncio.run(floor_main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+        raise SystemExit(0)
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=500)
     asyncio.run(main(parser.parse_args().n))

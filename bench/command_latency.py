@@ -45,6 +45,15 @@ async def floor_main(host: str, port: int, sim_port: int) -> None:
                 json.loads(await answer.text())
 
 
+async def beat(primary: aiomqtt.Client) -> None:
+    """openWB's primary heartbeat: our time, renewed every 5 s (the bridge refuses a
+    heartbeat ahead of its clock and counts a repeated one as no sign of life)."""
+    while True:
+        hb = json.dumps({"heartbeat": time.time(), "parent_ip": "bench"})
+        await primary.publish("openWB/set/internal_chargepoint/global_data", hb, retain=True)
+        await asyncio.sleep(5)
+
+
 async def series(primary: aiomqtt.Client, sim: SimCharger, n: int) -> list[float]:
     """`n` set points (after 20 not counted), each after the previous write arrived."""
     samples: list[float] = []
@@ -81,13 +90,11 @@ async def main(n: int) -> None:
             with bridge_process(cfg):
                 async with aiomqtt.Client(b.host, b.port) as primary:
                     topic = TOPIC
-                    hb = json.dumps({"heartbeat": time.time() + 3600, "parent_ip": "bench"})
-                    await primary.publish(
-                        "openWB/set/internal_chargepoint/global_data", hb, retain=True
-                    )
+                    heartbeat = asyncio.create_task(beat(primary))
                     await primary.publish(topic, "6.0", retain=True)
                     await wait_until(lambda: sim.frc == 2 and sim.amp == 6, 30)
                     samples = await series(primary, sim, n)
+                    heartbeat.cancel()
             floor = subprocess.Popen(
                 [sys.executable, __file__, "--floor", b.host, str(b.port), str(fe.port)],
                 stdout=subprocess.PIPE, text=True,

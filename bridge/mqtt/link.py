@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import socket
 import ssl
@@ -127,6 +128,15 @@ class Filters:
         for level in pattern.split("/"):
             node = node.children.setdefault(level, _Node())
         node.pattern = pattern
+
+    def remove(self, pattern: str) -> None:
+        if self._order.pop(pattern, None) is None:
+            return
+        node: _Node | None = self._root
+        for level in pattern.split("/"):
+            node = node.children.get(level) if node is not None else None
+        if node is not None:
+            node.pattern = None
 
     def __contains__(self, pattern: object) -> bool:
         return pattern in self._order
@@ -299,6 +309,28 @@ class BrokerLink:
             asyncio.get_running_loop().create_task(
                 self._subscribe_now(pattern), name=f"mqtt-{self.name}-subscribe"
             )
+
+    def unsubscribe(self, pattern: str, handler: Handler) -> None:
+        """Take back one `subscribe`; the broker's subscription goes with the last handler."""
+        handlers = self._subscriptions.get(pattern)
+        if handlers is None or handler not in handlers:
+            return
+        handlers.remove(handler)
+        if handlers:
+            return
+        del self._subscriptions[pattern]
+        self._filters.remove(pattern)
+        self._commands.discard(pattern)
+        self._latest.discard(pattern)
+        client = self._client
+        if client is not None and self.connected.is_set():
+            asyncio.get_running_loop().create_task(
+                self._unsubscribe_now(client, pattern), name=f"mqtt-{self.name}-unsubscribe"
+            )
+
+    async def _unsubscribe_now(self, client: aiomqtt.Client, pattern: str) -> None:
+        with contextlib.suppress(aiomqtt.MqttError):
+            await client.unsubscribe(pattern)
 
     def publish(
         self, topic: str, payload: str | bytes, *, retain: bool = False, qos: int = 0,

@@ -197,6 +197,9 @@ def test_v2_null_values_are_absent() -> None:
         pytest.param(codec_v2.decode, {"car": {"a": 1}}, "car: expected an integer, got {'a': 1}", id="v2-car-object"),
         pytest.param(codec_v2.decode, {"nrg": [None] * 16}, "nrg[0]: expected a number, got None", id="v2-nrg-null"),
         pytest.param(codec_v2.decode, "text", "status: expected a JSON object, got str", id="v2-text"),
+        # JSON allows a number of any length; float() of it raised OverflowError, which no
+        # caller expected: the poller's task, and with it the daemon, ended
+        pytest.param(codec_v2.decode, {"nrg": [10**400] + [0] * 15}, "nrg[0]: expected a finite number, got " + repr(10**400)[:57] + "...", id="v2-nrg-huge-int"),
     ],
 )  # fmt: skip
 def test_malformed_core_values_fail_the_poll_with_their_exact_error(
@@ -216,6 +219,7 @@ def test_malformed_core_values_fail_the_poll_with_their_exact_error(
         pytest.param(codec_v2.decode, {"pha": [True]}, "pha: expected an array of 6 booleans, got [True]", id="v2-pha-short"),
         pytest.param(codec_v2.decode, {"amp": 16.5}, "amp: expected an integer, got 16.5", id="v2-amp-float"),
         pytest.param(codec_v2.decode, {"fwv": []}, "fwv: expected a string, got []", id="v2-fwv-list"),
+        pytest.param(codec_v2.decode, {"fhz": 10**400}, "fhz: expected a finite number, got " + repr(10**400)[:57] + "...", id="v2-fhz-huge-int"),
     ],
 )  # fmt: skip
 def test_one_odd_value_is_dropped_with_its_exact_error_and_the_rest_stands(

@@ -12,6 +12,7 @@ import aiohttp
 from ... import logs
 from .. import codec_v1, codec_v2
 from ..model import (
+    SECRET_KEYS,
     ApiVersion,
     ChargerStatus,
     ChargerUnavailable,
@@ -139,7 +140,10 @@ class HttpTransport(Transport):
         self._base = payload
         # The start-up status supplies only what the polls do not ask for: a polled key the
         # charger stopped sending is gone, not frozen at its start-up value.
-        self._static = {k: v for k, v in payload.items() if k not in _POLLED}
+        # Secrets are left out here once, so a poll's payload has none to filter (design §3).
+        self._static = {
+            k: v for k, v in payload.items() if k not in _POLLED and k not in SECRET_KEYS
+        }
         fwv = payload.get("fwv")
         self.firmware = str(fwv) if fwv is not None else None
 

@@ -89,9 +89,8 @@ async def main(n: int) -> None:
             }  # fmt: skip
             with bridge_process(cfg):
                 async with aiomqtt.Client(b.host, b.port) as primary:
-                    topic = TOPIC
                     heartbeat = asyncio.create_task(beat(primary))
-                    await primary.publish(topic, "6.0", retain=True)
+                    await primary.publish(TOPIC, "6.0", retain=True)
                     await wait_until(lambda: sim.frc == 2 and sim.amp == 6, 30)
                     samples = await series(primary, sim, n)
                     heartbeat.cancel()

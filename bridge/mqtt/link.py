@@ -144,9 +144,6 @@ class Filters:
     def __contains__(self, pattern: object) -> bool:
         return pattern in self._order
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._order)
-
     def match(self, topic: str) -> list[str]:
         """The filters matching `topic`, in the order they were added (as topic_matches)."""
         levels = topic.split("/")
@@ -562,9 +559,6 @@ class BrokerLink:
                     raise result
             raise aiomqtt.MqttError("message stream ended")
 
-    def _is_command(self, topic: str) -> bool:
-        return any(p in self._commands for p in self._filters.match(topic))
-
     def _is_latest_only(self, topic: str) -> bool:
         return any(p in self._latest for p in self._filters.match(topic))
 
@@ -596,13 +590,13 @@ class BrokerLink:
                     self._transient.popleft()
                     self.published += 1
                     continue
-                batch = list(itertools.islice(self._pending.values(), SEND_BATCH))
-                if batch[0].qos:
-                    batch = batch[:1]
-                    await client.publish(batch[0].topic, batch[0].payload, batch[0].qos,
-                                         batch[0].retain)  # fmt: skip
+                first = next(iter(self._pending.values()))
+                if first.qos:
+                    batch = [first]
+                    await client.publish(first.topic, first.payload, first.qos, first.retain)
                 else:
-                    batch = list(itertools.takewhile(lambda m: not m.qos, batch))
+                    qos0 = itertools.takewhile(lambda m: not m.qos, self._pending.values())
+                    batch = list(itertools.islice(qos0, SEND_BATCH))
                     await cast(_Client, client).publish_batch(batch)
                 raise_if_cancelling()
                 for message in batch:
@@ -613,7 +607,8 @@ class BrokerLink:
 
     def _dispatch(self, message: Incoming) -> None:
         topic, data = message.topic, message.payload
-        command = self._is_command(topic)
+        patterns = self._filters.match(topic)
+        command = any(p in self._commands for p in patterns)
         if command and data:
             handled = self._handled.get(topic)
             if (message.retain or message.dup) and handled is not None and data in handled:
@@ -629,7 +624,7 @@ class BrokerLink:
                 handled = self._handled[topic] = collections.deque(maxlen=REPLAY_MEMORY)
             if data not in handled:
                 handled.append(data)
-        for pattern in self._filters.match(topic):
+        for pattern in patterns:
             for handler in list(self._subscriptions[pattern]):
                 try:
                     handler(topic, data, message.retain)

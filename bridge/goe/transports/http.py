@@ -63,9 +63,9 @@ class HttpTransport(Transport):
         self.configured_api = api
         self.api = None if api == "auto" else ApiVersion(api)
         self._http = HttpClient(self.base_url, timeout_s, session)
-        self._base: dict[str, Any] = {}  # full v2 status from start-up, polls overlay it
-        # the part of it the polls do not ask for (identity, configuration), once per load
-        self._static: dict[str, Any] = {}
+        # Of the full v2 status read at start-up, the part the polls do not ask for (identity,
+        # configuration) that every poll is laid over; None until it is read.
+        self._static: dict[str, Any] | None = None
         self.failures = 0
         # the configured limit: the stored `amp` a 042.0 charger is raised to, once
         self.max_current_a = max_current_a
@@ -137,7 +137,6 @@ class HttpTransport(Transport):
         payload = await self._get_json("/api/status")
         if not isinstance(payload, dict):
             raise CodecError("GET /api/status: expected a JSON object")
-        self._base = payload
         # The start-up status supplies only what the polls do not ask for: a polled key the
         # charger stopped sending is gone, not frozen at its start-up value.
         # Secrets are left out here once, so a poll's payload has none to filter (design §3).
@@ -154,7 +153,7 @@ class HttpTransport(Transport):
             if self.api is None:
                 await self.detect()
             if self.api is ApiVersion.V2:
-                if not self._base:
+                if self._static is None:
                     await self._load_base()
                 payload = {}
                 for value in self._filters(codec_v2.POLL_KEYS):
@@ -169,7 +168,7 @@ class HttpTransport(Transport):
                     log.info("charger.firmware_changed", url=self.base_url,
                              old=self.firmware, new=str(fwv))  # fmt: skip
                     await self._load_base()
-                merged = {**self._static, **payload}
+                merged = {**(self._static or {}), **payload}
             else:
                 payload = await self._get_json("/status")
                 if not isinstance(payload, dict):
@@ -197,8 +196,7 @@ class HttpTransport(Transport):
         if self.configured_api == "auto" and self.failures >= REDETECT_AFTER and self.api:
             log.info("charger.redetect", url=self.base_url, failures=self.failures)
             self.api = None
-            self._base = {}
-            self._static = {}
+            self._static = None
 
     # ------------------------------------------------------------------ writing
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import platform
 import statistics
@@ -41,7 +42,19 @@ async def broker() -> AsyncIterator[EmbeddedBroker]:
         yield b
 
 
+@functools.cache
 def goe_bridge() -> list[str]:
+    """The CLI of this checkout. A virtualenv copied from another checkout would run that
+    checkout's code (its editable install points there) and measure the wrong bridge."""
+    imported = subprocess.run(
+        [sys.executable, "-c", "import bridge; print(bridge.__file__)"],
+        capture_output=True, text=True, cwd="/", check=False,
+    ).stdout.strip()  # fmt: skip
+    if not imported or not Path(imported).resolve().is_relative_to(ROOT):
+        raise SystemExit(
+            f"{sys.executable} imports bridge from {imported or 'nowhere'}, not from {ROOT}: "
+            "run `pip install -e .` in this checkout's virtualenv first"
+        )
     exe = Path(sys.executable).parent / "goe-bridge"
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "bridge"]
 
@@ -73,7 +86,8 @@ def spawn_sims(count: int) -> tuple[subprocess.Popen[str], int]:
     process) on consecutive ports; returns the process and the first port."""
     port = free_port_range(count)
     sims = subprocess.Popen(
-        [*goe_bridge(), "simulate", "--count", str(count), "--port", str(port), "--plug-after", "0"],
+        [*goe_bridge(), "simulate", "--count", str(count), "--port", str(port),
+         "--plug-after", "0", "--noise"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     assert sims.stdout is not None

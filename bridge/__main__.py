@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--car-phases", type=int, choices=(1, 2, 3), default=3)
     p.add_argument("--car-energy-wh", type=float, default=20_000.0)
     p.add_argument("--phase-switch-pause", type=float, default=10.0)
+    p.add_argument(
+        "--noise",
+        action="store_true",
+        help="measurement noise on voltages, currents, frequency, temperatures and WiFi "
+        "signal, as a real charger reports them",
+    )
     p.add_argument("--cloud-port", type=int, default=None, help="also serve the go-e cloud API")
     p.add_argument("--cloud-token", default="sim-token", help="token the cloud front-end wants")
     p.add_argument(
@@ -350,6 +356,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 firmware=args.firmware,
                 legacy_v1=args.legacy_v1,
                 phase_switch_pause_s=args.phase_switch_pause,
+                noise=args.noise,
             )
             fe = await HttpFrontend(sim, args.host, args.port + i if args.port else 0).start()
             frontends.append(fe)

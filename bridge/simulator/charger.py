@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import json
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -75,6 +76,12 @@ class SimCharger:
     # HW V1/V2 wired single-phase with L1 on the N sensor: the v1 doc's app rule
     # (`floor(pha/8)==1 && nrg[3]>nrg[0]` → L1 from indices 3/10/15) exists for these.
     l1_on_n: bool = False
+    # Measurement noise as a real charger has it: a 56.9 capture (tests/fixtures/goe/
+    # v2-mqtt-capture-excerpt.txt, syssi/homeassistant-goecharger-mqtt docs/mqtt-traffic-
+    # 056.9.log) moves within 2 s: voltages 232,232,231 → 232,231,232, fhz 49.959 → 49.847
+    # → 49.944, rssi -65 → -66. Off by default (tests compare exact values); the benchmarks
+    # turn it on (`simulate --noise`) so the bridge's per-poll work is that of a real one.
+    noise: bool = False
 
     car: Car | None = None
     frc: int = 0
@@ -119,8 +126,10 @@ class SimCharger:
     _last_tick: float = 0.0
     _started: float = 0.0
     _boots: int = 1
+    _rng: random.Random = field(default_factory=random.Random, repr=False)
 
     def __post_init__(self) -> None:
+        self._rng.seed(self.serial)  # reproducible per charger
         if self.firmware is None:
             self.firmware = "56.9" if self.api is ApiVersion.V2 else "041.0"
         self._started = self._last_tick = self.clock()
@@ -287,6 +296,14 @@ class SimCharger:
     def voltages(self) -> tuple[float, float, float]:
         return (230.0, 231.0, 229.0)
 
+    def _measured(self, values: tuple[float, ...] | list[float], spread: float,
+                  digits: int) -> list[float]:  # fmt: skip
+        """`values` as the meter reads them: with noise, each ± `spread`."""
+        if not self.noise:
+            return list(values)
+        rng = self._rng
+        return [round(v + rng.uniform(-spread, spread), digits) if v else v for v in values]
+
     def currents(self) -> list[float]:
         amps = self.charging_current()
         n = self.active_phases() if amps else 0
@@ -301,8 +318,8 @@ class SimCharger:
 
     def status_v2(self, keys: list[str] | None = None) -> dict[str, Any]:
         self.advance()
-        volts = self.voltages()
-        amps = self.currents()
+        volts = self._measured(self.voltages(), 1.5, 0)  # whole volts, as in the capture
+        amps = self._measured(self.currents(), 0.1, 2)
         powers = [round(v * a, 1) for v, a in zip(volts, amps, strict=True)]
         pf = [99.0 if a else 0.0 for a in amps]
         nrg: list[float] = [*volts, 1.0, *amps, *powers, 0.0, round(sum(powers), 1), *pf, 0.0]
@@ -327,9 +344,9 @@ class SimCharger:
             "fsp": self._phases_active == 1,
             "trx": self.trx,
             "cards": [{"name": n, "energy": 0, "cardId": True} for n in self.card_names],
-            "tma": [23.0, 27.5],
-            "rssi": -61,
-            "fhz": 49.98,
+            "tma": self._measured([23.0, 27.5], 0.25, 2),
+            "rssi": -61 + (self._rng.randint(-1, 1) if self.noise else 0),
+            "fhz": self._measured([49.98], 0.1, 3)[0],
             "rbt": uptime_ms,
             "rbc": self._boots,
             "fwv": self.firmware,
@@ -432,8 +449,8 @@ class SimCharger:
     def status_v1(self) -> dict[str, Any]:
         """v1: scalars as strings, nrg/tma as numbers (go-e API v1 EN doc)."""
         self.advance()
-        volts = self.voltages()
-        amps = self.currents()
+        volts = self._measured(self.voltages(), 1.5, 0)  # whole volts, as in the capture
+        amps = self._measured(self.currents(), 0.1, 2)
         after = sum(1 << i for i, a in enumerate(amps) if a > 0)
         nrg: list[int] = [
             *(int(v) for v in volts),

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import aiohttp
+from yarl import URL
 
 from ... import logs
 from .. import codec_v1, codec_v2
@@ -66,6 +67,8 @@ class HttpTransport(Transport):
         # Of the full v2 status read at start-up, the part the polls do not ask for (identity,
         # configuration) that every poll is laid over; None until it is read.
         self._static: dict[str, Any] | None = None
+        # the polls' URLs, built once per firmware (the filter form depends on it)
+        self._poll_urls: list[URL] = []
         self.failures = 0
         # the configured limit: the stored `amp` a 042.0 charger is raised to, once
         self.max_current_a = max_current_a
@@ -78,10 +81,12 @@ class HttpTransport(Transport):
         return status, text
 
     @staticmethod
-    def _parse(path: str, text: str) -> Any:
+    def _parse(path: str, text: str | bytes) -> Any:
         try:
             return json.loads(text)
         except ValueError:
+            if isinstance(text, bytes):
+                text = text.decode("utf-8", "replace")
             shown = text[:80] + ("…" if len(text) > 80 else "")
             raise CodecError(f"GET {path}: answer is not valid JSON: {shown!r}") from None
 
@@ -90,6 +95,13 @@ class HttpTransport(Transport):
         if status != 200:
             raise ChargerUnavailable(f"GET {path}: HTTP {status} {text[:120]!r}")
         return self._parse(path, text)
+
+    async def _poll_json(self, url: URL) -> Any:
+        status, body = await self._http.get_bytes(url, "/api/status")
+        if status != 200:
+            text = body[:120].decode("utf-8", "replace")
+            raise ChargerUnavailable(f"GET /api/status: HTTP {status} {text!r}")
+        return self._parse("/api/status", body)
 
     # ------------------------------------------------------------------ detection
 
@@ -145,6 +157,7 @@ class HttpTransport(Transport):
         }
         fwv = payload.get("fwv")
         self.firmware = str(fwv) if fwv is not None else None
+        self._poll_urls = []  # the filter form follows the firmware
 
     # ------------------------------------------------------------------ reading
 
@@ -155,9 +168,14 @@ class HttpTransport(Transport):
             if self.api is ApiVersion.V2:
                 if self._static is None:
                     await self._load_base()
+                if not self._poll_urls:
+                    self._poll_urls = [
+                        self._http.url("/api/status", {"filter": value})
+                        for value in self._filters(codec_v2.POLL_KEYS)
+                    ]
                 payload = {}
-                for value in self._filters(codec_v2.POLL_KEYS):
-                    part = await self._get_json("/api/status", {"filter": value})
+                for url in self._poll_urls:
+                    part = await self._poll_json(url)
                     if not isinstance(part, dict):
                         raise CodecError("GET /api/status: expected a JSON object")
                     payload.update(part)

@@ -35,6 +35,9 @@ DEADBANDS: tuple[tuple[str, float], ...] = (
 )
 
 
+_UNSENT = object()
+
+
 @functools.cache
 def deadband(name: str) -> float:
     for pattern, band in DEADBANDS:
@@ -138,10 +141,18 @@ class FieldPublisher:
         out: list[tuple[str, str]] = []
         if fields is None:
             fields = status.fields()
+        sent = self._sent
         for name, value in fields.items():
-            if full or self._changed(name, value):
-                self._sent[name] = value
-                out.append((self.topic(name), scalar(value)))
+            if not full:
+                old = sent.get(name, _UNSENT)
+                # most fields are the same as last poll: equal and of the same type is no
+                # change whatever the band (True == 1, so a bool and an int take _changed)
+                if (old is value or old == value) and type(old) is type(value):
+                    continue
+                if not self._changed(name, value):
+                    continue
+            sent[name] = value
+            out.append((self.topic(name), scalar(value)))
         # A field that became unknown (no car: no cable current; idle: no effective current;
         # the card gone) is cleared: an empty retained message deletes the topic, so nobody
         # reads an old value as the current one.

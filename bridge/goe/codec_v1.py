@@ -31,16 +31,16 @@ def decode(payload: Mapping[str, Any]) -> ChargerStatus:
     nrg = c.decode_nrg(payload, ApiVersion.V1)
     fields["meter_fault"] = c.meter_fault(fields.get("car"), nrg)
 
-    fields["allow_charging"] = soft(lambda: c.as_bool(payload, "alw"))
-    err = soft(lambda: c.as_int(payload, "err"))
+    fields["allow_charging"] = soft.get(c.as_bool, payload, "alw")
+    err = soft.get(c.as_int, payload, "err")
     if err is not None:
         fields["error_code"] = err
         # v1 doc: "10 INTERNAL (default)": any other code is the internal error
         fields["error"] = ERRORS_V1.get(err, "internal")
 
-    fields["current_limit_a"] = soft(lambda: c.as_int(payload, "amp"))
-    fields["max_current_a"] = soft(lambda: c.as_int(payload, "ama"))
-    cable = soft(lambda: c.as_int(payload, "cbl"))
+    fields["current_limit_a"] = soft.get(c.as_int, payload, "amp")
+    fields["max_current_a"] = soft.get(c.as_int, payload, "ama")
+    cable = soft.get(c.as_int, payload, "cbl")
     fields["cable_current_a"] = cable or None  # "0" = no cable limit
 
     bits = soft(lambda: c.pha_bits_v1(payload))
@@ -56,21 +56,21 @@ def decode(payload: Mapping[str, Any]) -> ChargerStatus:
     # phase mode is `psm` where the emulation carries it, else unknown.
     if "fsp" in payload:
         fields["hardware"] = "V3+ (legacy API v1)"
-        psm = soft(lambda: c.as_int(payload, "psm"))
+        psm = soft.get(c.as_int, payload, "psm")
         if psm is not None:
             fields["phases"] = PSM_TO_PHASES.get(psm)
 
-    eto = soft(lambda: c.as_number(payload, "eto"))
+    eto = soft.get(c.as_number, payload, "eto")
     if eto is not None:
         fields["energy_total_wh"] = eto * 100  # 0.1 kWh
-    dws = soft(lambda: c.as_number(payload, "dws"))
+    dws = soft.get(c.as_number, payload, "dws")
     if dws is not None:
         fields["energy_session_wh"] = round(dws / 360, 3)  # deca-watt-seconds
         fields["energy_session_charger_wh"] = fields["energy_session_wh"]
 
     fields["temperature_c"] = soft(lambda: c.temperature(payload))
-    fields["firmware"] = soft(lambda: c.as_text(payload, "fwv"))
-    fields["serial"] = soft(lambda: c.as_text(payload, "sse"))
+    fields["firmware"] = soft.get(c.as_text, payload, "fwv")
+    fields["serial"] = soft.get(c.as_text, payload, "sse")
     fields["rfid_card"] = soft(lambda: _card(payload))
 
     return ChargerStatus(

@@ -55,51 +55,51 @@ def decode(payload: Mapping[str, Any]) -> ChargerStatus:
     nrg = c.decode_nrg(payload, ApiVersion.V2)
     fields["meter_fault"] = c.meter_fault(fields.get("car"), nrg)
 
-    fields["allow_charging"] = soft(lambda: c.as_bool(payload, "alw"))
-    frc = soft(lambda: c.as_int(payload, "frc"))
+    fields["allow_charging"] = soft.get(c.as_bool, payload, "alw")
+    frc = soft.get(c.as_int, payload, "frc")
     if frc is not None:
         fields["force_state"] = FORCE_STATES.get(frc, f"unknown_{frc}")
-    err = soft(lambda: c.as_int(payload, "err"))
+    err = soft.get(c.as_int, payload, "err")
     if err is not None:
         fields["error_code"] = err
         fields["error"] = ERRORS_V2.get(err, "unknown")
-    model = soft(lambda: c.as_int(payload, "modelStatus"))
+    model = soft.get(c.as_int, payload, "modelStatus")
     if model is not None:
         fields["model_status_code"] = model
         fields["model_status"] = MODEL_STATUS.get(model, "unknown")
 
-    fields["current_limit_a"] = soft(lambda: c.as_int(payload, "amp"))
-    fields["effective_current_a"] = soft(lambda: c.as_number(payload, "acu"))
-    fields["max_current_a"] = soft(lambda: c.as_int(payload, "ama"))
-    fields["cable_current_a"] = soft(lambda: c.as_int(payload, "cbl")) or None
+    fields["current_limit_a"] = soft.get(c.as_int, payload, "amp")
+    fields["effective_current_a"] = soft.get(c.as_number, payload, "acu")
+    fields["max_current_a"] = soft.get(c.as_int, payload, "ama")
+    fields["cable_current_a"] = soft.get(c.as_int, payload, "cbl") or None
 
     fields.update(nrg)
     fields["phases_in_use"] = c.phases_in_use(nrg)
     fields.update(c.availability_fields(soft(lambda: c.pha_bits_v2(payload))))
-    psm = soft(lambda: c.as_int(payload, "psm"))
+    psm = soft.get(c.as_int, payload, "psm")
     if psm is not None:
         fields["phases"] = PSM_TO_PHASES.get(psm)
 
-    fields["energy_total_wh"] = soft(lambda: c.as_number(payload, "eto"))  # Wh on v2
+    fields["energy_total_wh"] = soft.get(c.as_number, payload, "eto")  # Wh on v2
     # `wh` resets after a phase switch or pause on V3+ (go-e API v2 #198, #223): the runtime
     # replaces it with the `eto` delta since plug-in (goe.derive.SessionEnergy) and keeps
     # this one as energy_session_charger_wh.
-    fields["energy_session_wh"] = soft(lambda: c.as_number(payload, "wh"))
+    fields["energy_session_wh"] = soft.get(c.as_number, payload, "wh")
     fields["energy_session_charger_wh"] = fields["energy_session_wh"]
 
     fields["temperature_c"] = soft(lambda: c.temperature(payload))
-    fields["firmware"] = soft(lambda: c.as_text(payload, "fwv"))
-    fields["serial"] = soft(lambda: c.as_text(payload, "sse"))
-    fields["hardware"] = soft(lambda: c.as_text(payload, "typ"))
-    fields["variant_kw"] = soft(lambda: c.as_int(payload, "var"))
+    fields["firmware"] = soft.get(c.as_text, payload, "fwv")
+    fields["serial"] = soft.get(c.as_text, payload, "sse")
+    fields["hardware"] = soft.get(c.as_text, payload, "typ")
+    fields["variant_kw"] = soft.get(c.as_int, payload, "var")
     fields["rfid_card"] = soft(lambda: _card(payload))
-    acs = soft(lambda: c.as_int(payload, "acs"))
+    acs = soft.get(c.as_int, payload, "acs")
     if acs is not None:
         fields["access_control"] = ACCESS_CONTROL.get(acs, "unknown")
     if "trx" in payload:
-        fields["session_authorized"] = soft(lambda: c.as_int(payload, "trx")) is not None
-    fields["wifi_rssi_dbm"] = soft(lambda: c.as_int(payload, "rssi"))
-    fhz = soft(lambda: c.as_number(payload, "fhz"))
+        fields["session_authorized"] = soft.get(c.as_int, payload, "trx") is not None
+    fields["wifi_rssi_dbm"] = soft.get(c.as_int, payload, "rssi")
+    fhz = soft.get(c.as_number, payload, "fhz")
     fields["frequency_hz"] = fhz or None  # 0 = unknown (apikeys-en.md)
 
     return ChargerStatus(

@@ -11,11 +11,10 @@ cannot tell the truth. Pure: no I/O, no await.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from .model import ApiVersion, ChargerStatus
+from .model import ApiVersion, ChargerStatus, evolve
 
 
 class SessionEnergy:
@@ -49,7 +48,7 @@ class SessionEnergy:
             self.last = round(total - self.baseline, 3)
         if self.last == status.energy_session_wh:
             return status
-        return dataclasses.replace(status, energy_session_wh=self.last)
+        return evolve(status, energy_session_wh=self.last)
 
 
 # go-e API v2 apikeys-en.md / the 60.4 key export: `lmo` logic mode (Default=3, Awattar=4,

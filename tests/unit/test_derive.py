@@ -3,9 +3,15 @@ the settings that fight a controller."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
 from bridge.goe import codec_v2
 from bridge.goe.derive import SessionEnergy, setting_warnings
-from bridge.goe.model import ApiVersion, ChargerStatus
+from bridge.goe.model import ApiVersion, ChargerStatus, evolve
 
 NRG = [230, 231, 229, 1, 16, 16, 16, 3680, 3696, 3664, 0, 11040, 99, 99, 99, 0]
 
@@ -56,3 +62,18 @@ def test_settings_that_fight_the_controller() -> None:
     assert set(found) == {"lmo", "fup", "acs", "mcr"}
     assert "next_trip" in found["lmo"] and "trx=0" in found["acs"]
     assert setting_warnings({"lmo": True, "acs": "1"}) == {}  # odd types: no guess
+
+
+def test_evolve_is_dataclasses_replace() -> None:
+    """The per-poll copy gives what `dataclasses.replace` gives, raw and dropped included."""
+    payload = json.loads(
+        (Path(__file__).parents[1] / "fixtures/goe/v2-status-full-idle.json").read_text()
+    )
+    status = dataclasses.replace(codec_v2.decode(payload), dropped=("x: odd",))
+    for changes in ({}, {"energy_session_wh": 1.5}, {"power_w": None, "phases": "auto"}):
+        new = evolve(status, **changes)
+        old = dataclasses.replace(status, **changes)  # type: ignore[arg-type]
+        assert new == old and new.raw == old.raw and new.dropped == old.dropped
+        assert new is not status
+    with pytest.raises(TypeError, match="no field 'nope'"):
+        evolve(status, nope=1)

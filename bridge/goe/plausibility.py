@@ -36,6 +36,17 @@ ENERGY_FACTOR = 1.5
 ENERGY_SLACK_WH = 200.0
 NEW_BASELINE_POLLS = 30
 
+# (field, low, high); power_w's range follows the charger's rating
+_LIMITS: tuple[tuple[str, float, float], ...] = (
+    *((name, -MAX_PHASE_POWER_W, MAX_PHASE_POWER_W)
+      for name in ("power_l1_w", "power_l2_w", "power_l3_w", "power_n_w")),
+    *((name, -1.0, MAX_CURRENT_A) for name in ("current_l1_a", "current_l2_a", "current_l3_a")),
+    *((name, 0.0, MAX_VOLTAGE_V)
+      for name in ("voltage_l1_v", "voltage_l2_v", "voltage_l3_v", "voltage_n_v")),
+    ("wifi_rssi_dbm", *RSSI_RANGE_DBM),
+    ("temperature_c", *TEMPERATURE_RANGE_C),
+)  # fmt: skip
+
 
 class Plausibility:
     def __init__(self, on_event: Callable[[str, dict[str, Any]], None]) -> None:
@@ -49,22 +60,12 @@ class Plausibility:
     def check(self, status: ChargerStatus, now: float) -> ChargerStatus:
         bad: dict[str, Any] = {}
         rating_w = (status.variant_kw or DEFAULT_RATING_KW) * 1000.0 * 1.25
-
-        def limit(name: str, low: float, high: float) -> None:
+        for name, low, high in (("power_w", -rating_w, rating_w), *_LIMITS):
             value = getattr(status, name)
-            if value is not None and not (math.isfinite(value) and low <= value <= high):
+            # a range test is also false for NaN and ±inf
+            if value is not None and not low <= value <= high:
                 bad[name] = None
                 self._episode(name, value, f"outside {low:g}..{high:g}")
-
-        limit("power_w", -rating_w, rating_w)
-        for name in ("power_l1_w", "power_l2_w", "power_l3_w", "power_n_w"):
-            limit(name, -MAX_PHASE_POWER_W, MAX_PHASE_POWER_W)
-        for name in ("current_l1_a", "current_l2_a", "current_l3_a"):
-            limit(name, -1.0, MAX_CURRENT_A)
-        for name in ("voltage_l1_v", "voltage_l2_v", "voltage_l3_v", "voltage_n_v"):
-            limit(name, 0.0, MAX_VOLTAGE_V)
-        limit("wifi_rssi_dbm", *RSSI_RANGE_DBM)
-        limit("temperature_c", *TEMPERATURE_RANGE_C)
 
         total = self._total(status.energy_total_wh, rating_w, now)
         if total != status.energy_total_wh:

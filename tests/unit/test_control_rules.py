@@ -325,3 +325,45 @@ async def test_the_liveness_watch_wakes_when_due_not_every_second() -> None:
         assert watched.checks <= 3  # start, after `heard`, when due
     finally:
         task.cancel()
+
+
+async def test_a_poke_reads_again_at_once_also_during_a_poll() -> None:
+    """A write's verification: a poke while the poller waits ends the wait; a poke while a
+    poll is in flight makes another right after it; cancelling stops a waiting poller."""
+    import asyncio
+
+    from bridge.goe.codec_v2 import decode
+    from tests.mqtt_helpers import until
+
+    reads: list[float] = []
+    in_poll = asyncio.Event()
+    release = asyncio.Event()
+
+    class Slow:
+        push = False
+
+        async def read_status(self) -> ChargerStatus:
+            reads.append(asyncio.get_running_loop().time())
+            if len(reads) == 2:  # the second poll waits until released
+                in_poll.set()
+                await release.wait()
+            return decode({"car": 1})
+
+    poller = Poller(Slow(), 3600, on_status=lambda s: None, on_unavailable=print)  # type: ignore[arg-type]
+    task = asyncio.create_task(poller.run())
+    try:
+        await until(lambda: len(reads) == 1, what="the first poll")
+        await asyncio.sleep(0.05)
+        assert len(reads) == 1  # waiting an hour
+        poller.poke()
+        await asyncio.wait_for(in_poll.wait(), 2)  # the wait ended at once
+        poller.poke()  # during the poll
+        release.set()
+        await until(lambda: len(reads) == 3, what="a read right after the poll", timeout=1)
+        await asyncio.sleep(0.05)
+        assert len(reads) == 3  # then the interval again
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert task.cancelled()

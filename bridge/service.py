@@ -317,7 +317,8 @@ class ChargerRuntime:
         self.status = status
         fields = status.fields()
         for topic, payload in self.publisher.update(status, time.monotonic(), fields):
-            self.link.publish(topic, payload, retain=True)
+            # not in the link's replay store: replay_fields() rebuilds them after a reconnect
+            self.link.publish(topic, payload, retain=True, remember=False)
         if self.available is not True:
             self.available = True
             self.link.publish(self.topics.availability, "online", retain=True)
@@ -356,6 +357,10 @@ class ChargerRuntime:
             {"at": time.time(), "key": key, "value": value, "text": planning.describe(key, value),
              "ok": error is None, "error": error}
         )  # fmt: skip
+
+    def replay_fields(self) -> None:
+        for topic, payload in self.publisher.replay():
+            self.link.publish(topic, payload, retain=True, remember=False)
 
     def start_messages(self) -> None:
         self.link.publish(self.topics.availability, "offline", retain=True)
@@ -550,6 +555,11 @@ class Bridge:
         # again from the chargers' state after every reconnect instead (_after_reconnect).
         self.publish_link.publish(topic, payload, retain=True, remember=False)
 
+    def _replay_fields(self) -> None:
+        if self.publish_link.connects > 1:
+            for runtime in self.chargers.values():
+                runtime.replay_fields()
+
     def _after_reconnect(self) -> None:
         if self.publish_link.connects > 1:
             self.publish_discovery()
@@ -631,6 +641,8 @@ class Bridge:
                 self.links[publish_name].subscribe(
                     bridge_info_topic(cfg.publish.base_topic), self._on_bridge_info
                 )
+            if publish_name:
+                self.links[publish_name].on_connect.append(self._replay_fields)
             if cfg.publish.home_assistant.enabled and publish_name:
                 self.links[publish_name].subscribe(
                     f"{cfg.publish.home_assistant.prefix}/status", self._on_ha_status

@@ -186,6 +186,18 @@ class FieldPublisher:
             return abs(value - old) >= band if band else value != old
         return bool(value != old)
 
+    def replay(self) -> list[tuple[str, str]]:
+        """Every field as last published (a cleared one as a clear), for a broker that may
+        have lost its retained messages: sent again after each reconnect. Kept here instead
+        of in the link's replay store, which held a second copy of every message (5.6 MB
+        for 500 chargers, bench/floor.py with tracemalloc)."""
+        out = [
+            (topic, scalar(self._sent[name]) if name in self._sent else "")
+            for name, topic in self._topic.items()
+        ]
+        out.extend((self.topics.raw(key), text) for key, text in self._raw_sent.items())
+        return out
+
     def reset(self) -> None:
         """Forget what was sent: the next update publishes everything."""
         self._sent.clear()

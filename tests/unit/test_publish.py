@@ -141,6 +141,27 @@ def test_a_field_that_becomes_unknown_is_cleared_not_left_stale() -> None:
     assert "goe/g/effective_current_a" not in dict(publisher.update(idle, 2))  # once
 
 
+def test_replay_after_a_reconnect_is_what_a_subscriber_last_saw() -> None:
+    """What a broker that lost its retained messages gets again: each field as last sent
+    (not as last polled: a change inside the deadband was never sent), a cleared field as a
+    clear, and the raw mirror when it is on."""
+    publisher = FieldPublisher(Topics("goe", "g"), refresh_s=300, raw=True)
+    seen: dict[str, str] = {}
+    for now, status in enumerate(
+        [
+            ChargerStatus(ApiVersion.V2, power_w=11000.0, effective_current_a=16.0,
+                          raw={"car": 2}),
+            ChargerStatus(ApiVersion.V2, power_w=11010.0, raw={"car": 2}),
+        ]
+    ):  # fmt: skip
+        seen.update(publisher.update(status, now))
+    replay = dict(publisher.replay())
+    assert replay == seen
+    assert replay["goe/g/power_w"] == "11000"  # 11010 was inside the band
+    assert replay["goe/g/effective_current_a"] == ""
+    assert replay["goe/g/raw/car"] == "2"
+
+
 def test_every_field_of_the_contract_has_an_entity() -> None:
     from bridge.goe.model import FIELD_NAMES
 

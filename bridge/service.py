@@ -101,7 +101,7 @@ def make_transport(
     if isinstance(conn, HttpConnection):
         return HttpTransport(
             conn.host, conn.port, api=conn.api, timeout_s=conn.timeout_s, session=session,
-            max_current_a=cfg.limits.max_current_a,
+            max_current_a=cfg.limits.max_current_a, keep_raw=config.publish.raw,
         )  # fmt: skip
     if isinstance(conn, CloudConnection):
         token = conn.token.reveal()

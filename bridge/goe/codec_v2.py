@@ -42,6 +42,14 @@ POLL_KEYS = (
 # acs (60.4 key export): Open=0, Wait=1, EVCMS=2
 ACCESS_CONTROL: Mapping[int, str] = {0: "open", 1: "wait", 2: "evcms"}
 IDENTITY_KEYS = ("sse", "fwv", "typ", "var")
+# What decode reads beyond POLL_KEYS, from the status read once at start-up: identity and
+# the RFID card names (`cards`, or `c<n>n` on older firmware). A transport that polls with
+# the filter needs to keep only these of the start-up status (unless the raw mirror is on).
+STATIC_KEYS = frozenset({"sse", "typ", "var", "cards"})
+
+
+def reads_static(key: str) -> bool:
+    return key in STATIC_KEYS or (key[:1] == "c" and key[-1:] == "n" and key[1:-1].isdigit())
 
 
 def decode(payload: Mapping[str, Any]) -> ChargerStatus:

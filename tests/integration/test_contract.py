@@ -82,6 +82,8 @@ async def test_every_topic_payload_and_retain_flag(
             # raw mirror: JSON values, secrets never
             raw = {t.rsplit("/", 1)[1]: m for t, m in seen.items() if t.startswith(f"{root}/raw/")}
             assert raw["car"].payload == ("1" if api is ApiVersion.V2 else '"1"')
+            if api is ApiVersion.V2:  # the start-up status too, not only the polled keys
+                assert raw["oem"].payload == '"go-e"'
             assert not SECRET_KEYS & set(raw)
             for m in probe.messages + live.messages:
                 assert "simulated-wifi-key" not in m.payload

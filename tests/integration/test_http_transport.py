@@ -8,6 +8,7 @@ import time
 import aiohttp
 import pytest
 
+from bridge.goe import codec_v2
 from bridge.goe.model import ApiVersion, ChargerUnavailable, CodecError, WriteRejected
 from bridge.goe.transports.http import NOT_ENABLED_HINT, HttpTransport
 from bridge.simulator.charger import SimCharger
@@ -26,6 +27,23 @@ async def test_detects_v2_and_reads_the_full_status_once(sim_v2: HttpFrontend) -
     assert status.hardware == "go-eCharger" and status.variant_kw == 11
     assert "wke" not in status.raw and "cak" not in status.raw
     await t.close()
+
+
+async def test_without_the_raw_mirror_only_what_decode_reads_is_kept(
+    sim_v2: HttpFrontend,
+) -> None:
+    """publish.raw off: of the start-up status only identity and card names stay in memory,
+    and every field decodes as with the whole status kept."""
+    sim_v2.charger.card_names = ["Anna", "Ben"]
+    sim_v2.charger.scan_card("Ben")
+    full, lean = transport(sim_v2), transport(sim_v2, keep_raw=False)
+    a, b = await full.read_status(), await lean.read_status()
+    assert a.fields() == b.fields()
+    assert (b.serial, b.hardware, b.variant_kw, b.rfid_card) == ("000001", "go-eCharger", 11, "Ben")
+    assert "oem" in a.raw and "oem" not in b.raw  # a configuration key nothing decodes
+    assert set(b.raw) <= set(codec_v2.POLL_KEYS) | codec_v2.STATIC_KEYS
+    await full.close()
+    await lean.close()
 
 
 async def test_detects_v1(sim_v1: HttpFrontend) -> None:

@@ -59,6 +59,7 @@ class HttpTransport(Transport):
         session: aiohttp.ClientSession | None = None,
         *,
         max_current_a: int = 32,
+        keep_raw: bool = True,
     ) -> None:
         self.base_url = f"http://{host}:{port}" if port != 80 else f"http://{host}"
         self.configured_api = api
@@ -67,6 +68,10 @@ class HttpTransport(Transport):
         # Of the full v2 status read at start-up, the part the polls do not ask for (identity,
         # configuration) that every poll is laid over; None until it is read.
         self._static: dict[str, Any] | None = None
+        # False: of the start-up status only what decode reads (codec_v2.STATIC_KEYS) is
+        # kept; the rest (~100 keys on a real charger) only feeds the raw mirror
+        # (publish.raw), ~10 kB per charger (bench/floor.py, tracemalloc)
+        self.keep_raw = keep_raw
         # the polls' URLs, built once per firmware (the filter form depends on it)
         self._poll_urls: list[URL] = []
         self.failures = 0
@@ -153,7 +158,11 @@ class HttpTransport(Transport):
         # charger stopped sending is gone, not frozen at its start-up value.
         # Secrets are left out here once, so a poll's payload has none to filter (design §3).
         self._static = {
-            k: v for k, v in payload.items() if k not in _POLLED and k not in SECRET_KEYS
+            k: v
+            for k, v in payload.items()
+            if k not in _POLLED
+            and k not in SECRET_KEYS
+            and (self.keep_raw or codec_v2.reads_static(k))
         }
         fwv = payload.get("fwv")
         self.firmware = str(fwv) if fwv is not None else None

@@ -41,7 +41,6 @@ POLL_KEYS = (
 )  # fmt: skip
 # acs (60.4 key export): Open=0, Wait=1, EVCMS=2
 ACCESS_CONTROL: Mapping[int, str] = {0: "open", 1: "wait", 2: "evcms"}
-IDENTITY_KEYS = ("sse", "fwv", "typ", "var")
 # What decode reads beyond POLL_KEYS, from the status read once at start-up: identity and
 # the RFID card names (`cards`, or `c<n>n` on older firmware). A transport that polls with
 # the filter needs to keep only these of the start-up status (unless the raw mirror is on).

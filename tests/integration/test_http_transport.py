@@ -29,6 +29,19 @@ async def test_detects_v2_and_reads_the_full_status_once(sim_v2: HttpFrontend) -
     await t.close()
 
 
+async def test_a_v2_charger_is_detected_with_the_full_read_it_needs_anyway(
+    sim_v2: HttpFrontend,
+) -> None:
+    """Start-up costs two requests (the full status, then the first filtered poll), not a
+    filtered probe before the full read: 500 chargers start with 500 requests fewer."""
+    t = transport(sim_v2)
+    await t.read_status()
+    assert sim_v2.charger.requests == 2
+    await t.read_status()
+    assert sim_v2.charger.requests == 3
+    await t.close()
+
+
 async def test_without_the_raw_mirror_only_what_decode_reads_is_kept(
     sim_v2: HttpFrontend,
 ) -> None:

@@ -121,19 +121,14 @@ class HttpTransport(Transport):
         ]
 
     async def detect(self) -> ApiVersion:
-        """v2 first (`/api/status?filter=sse,fwv,typ,var`, or the JSON-array form of older
-        firmware), then v1 (`/status`)."""
-        status, text = await self._request(
-            "/api/status", {"filter": ",".join(codec_v2.IDENTITY_KEYS)}
-        )
-        if status == 400:  # firmware before 051.4 takes only the JSON-array form
-            status, text = await self._request(
-                "/api/status", {"filter": json.dumps(list(codec_v2.IDENTITY_KEYS))}
-            )
+        """v2 first, then v1 (`/status`). The v2 probe is the full `/api/status` that a v2
+        charger is read once for anyway (identity, configuration): one request, not a
+        filtered probe and then the full read (bench/floor.py start-up profile). Without a
+        filter, the filter form of older firmware (400 before 051.4) does not arise."""
+        status, text = await self._request("/api/status")
         if status == 200:
-            self._parse("/api/status", text)
+            self._take_base(self._parse("/api/status", text))
             self.api = ApiVersion.V2
-            await self._load_base()
             return self.api
         v2_status = status
         status, text = await self._request("/status")
@@ -151,7 +146,9 @@ class HttpTransport(Transport):
 
     async def _load_base(self) -> None:
         """The full v2 status, once: identity and configuration keys the polls omit."""
-        payload = await self._get_json("/api/status")
+        self._take_base(await self._get_json("/api/status"))
+
+    def _take_base(self, payload: Any) -> None:
         if not isinstance(payload, dict):
             raise CodecError("GET /api/status: expected a JSON object")
         # The start-up status supplies only what the polls do not ask for: a polled key the

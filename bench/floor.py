@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ from _harness import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bridge.goe import codec_v2
+from bridge.service import START_SPACING_S
 
 FILTER = ",".join(codec_v2.POLL_KEYS)
 
@@ -107,7 +109,10 @@ async def case(count: int, interval: float, seconds: float, b: object) -> dict[s
     )
     try:
         with bridge_process(cfg) as proc:
-            curve = await startup_curve(proc.pid, 40)
+            # the start: every charger's first poll within max(interval, 0.1 s × N), then
+            # one more interval (service.start_offsets); the steady window comes after it
+            ramp = max(interval, START_SPACING_S * count) + interval
+            curve = await startup_curve(proc.pid, max(40.0, 5 * math.ceil(ramp / 5) + 10))
             polls = count * seconds / interval
             b0, f0 = cpu_seconds(proc.pid), cpu_seconds(floor.pid)
             await asyncio.sleep(seconds)

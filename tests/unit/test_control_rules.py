@@ -367,3 +367,20 @@ async def test_a_poke_reads_again_at_once_also_during_a_poll() -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
     assert task.cancelled()
+
+
+def test_a_fleet_starts_spread_a_home_within_its_first_interval() -> None:
+    """A charger's start costs ten polls of CPU (bench/floor.py): a few chargers start within
+    their first interval as before; a fleet over several, at most one start per
+    START_SPACING_S on average, and the polls' phases stay evenly spread."""
+    from bridge.service import START_SPACING_S, start_offsets
+
+    assert start_offsets([5.0]) == [0.0]
+    assert start_offsets([5.0, 5.0]) == [0.0, 2.5]
+    assert start_offsets([1.0, 30.0]) == [0.0, 15.0]  # each within its own first interval
+    fleet = start_offsets([5.0] * 500)
+    assert fleet == sorted(fleet) and fleet[-1] < 500 * START_SPACING_S
+    per_window = max(sum(1 for t in fleet if w <= t < w + 5) for w in range(0, 50))
+    assert per_window <= 5 / START_SPACING_S
+    phases = sorted(round(t % 5.0, 9) for t in fleet)
+    assert phases == [round(5.0 * i / 500, 9) for i in range(500)]

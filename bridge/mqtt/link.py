@@ -60,6 +60,9 @@ MAX_TRANSIENT = 1000
 
 # Retained messages handed to paho at once (bounded: the socket drains between batches)
 SEND_BATCH = 100
+# Filters per SUBSCRIBE packet when (re)connecting (mosquitto takes any number; 100 keeps a
+# packet a few kB)
+SUBSCRIBE_BATCH = 100
 
 # MQTT 5 DISCONNECT reason 0x8E: another client connected with this client id.
 SESSION_TAKEN_OVER = 142
@@ -519,9 +522,7 @@ class BrokerLink:
                 protocol="5" if self.protocol is aiomqtt.ProtocolVersion.V5 else "3.1.1",
                 session_present=client.session_present,
             )
-            for pattern in list(self._subscriptions):
-                await self._subscribe_now(pattern)
-                raise_if_cancelling()
+            await self._subscribe_all(client)
             if self.state_topic:
                 await client.publish(self.state_topic, b"online", qos=1, retain=True)
                 raise_if_cancelling()
@@ -562,21 +563,36 @@ class BrokerLink:
     def _is_latest_only(self, topic: str) -> bool:
         return any(p in self._latest for p in self._filters.match(topic))
 
-    async def _subscribe_now(self, pattern: str) -> None:
-        client = cast(_Client | None, self._client)
-        if client is None:
-            return
+    def _subscription(
+        self, pattern: str, client: _Client
+    ) -> tuple[str, int] | tuple[str, SubscribeOptions] | None:
         command = pattern in self._commands
         if self.protocol is aiomqtt.ProtocolVersion.V311:
             if command and client.session_present:
-                return  # the broker kept it; subscribing again would replay retained ones
-            await client.subscribe(pattern, qos=1)
-            return
+                return None  # the broker kept it; subscribing again would replay retained ones
+            return (pattern, 1)
         # Retain handling 1: a command topic's retained message only for a subscription
         # the session does not have yet (MQTT 5 §3.8.3.1). State topics always get theirs.
         # No local: the bridge's own clears of a command topic need not come back.
         options = SubscribeOptions(qos=1, noLocal=command, retainHandling=1 if command else 0)
-        await client.subscribe(pattern, options=options)
+        return (pattern, options)
+
+    async def _subscribe_now(self, pattern: str) -> None:
+        client = cast(_Client | None, self._client)
+        if client is None:
+            return
+        entry = self._subscription(pattern, client)
+        if entry is not None:
+            await client.subscribe([entry])  # type: ignore[arg-type]
+
+    async def _subscribe_all(self, client: _Client) -> None:
+        """Every subscription after a connect, up to SUBSCRIBE_BATCH filters per SUBSCRIBE
+        packet: a fleet has a few per charger, and one round trip each made a 500-charger
+        start wait for 1,500 SUBACKs (bench/floor.py start-up profile)."""
+        entries = [e for p in list(self._subscriptions) if (e := self._subscription(p, client))]
+        for i in range(0, len(entries), SUBSCRIBE_BATCH):
+            await client.subscribe(entries[i : i + SUBSCRIBE_BATCH])  # type: ignore[arg-type]
+            raise_if_cancelling()
 
     async def _sender(self, client: aiomqtt.Client) -> None:
         while True:

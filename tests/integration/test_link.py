@@ -77,3 +77,44 @@ async def test_the_secondary_stops_listening_to_its_own_echo_once_resumed(
             assert set(resume) <= set(link._subscriptions)  # at start-up: listening
             await until(lambda: controller.resumed, what="resumed")
             assert not set(resume) & set(link._subscriptions)
+
+
+async def test_a_connect_subscribes_a_fleet_in_a_few_packets(
+    mosquitto: Any, base_topic: str, monkeypatch: Any
+) -> None:
+    """250 filters (a fleet's commands and discovery) go out in SUBSCRIBE_BATCH-sized
+    packets, not one round trip each; every one of them is in effect at the broker, and a
+    command filter keeps its MQTT 5 options (no local: the link's own message is not
+    delivered back to it)."""
+    from bridge.mqtt import link as link_mod
+
+    calls: list[int] = []
+    subscribe = link_mod._Client.subscribe
+
+    async def counting(self: Any, topic: Any, *args: Any, **kw: Any) -> Any:
+        calls.append(len(topic) if isinstance(topic, list) else 1)
+        return await subscribe(self, topic, *args, **kw)
+
+    monkeypatch.setattr(link_mod._Client, "subscribe", counting)
+    link = BrokerLink("t", BrokerConfig(host=mosquitto.host, port=mosquitto.port))
+    got: dict[str, bytes] = {}
+    for i in range(250):
+        link.subscribe(f"{base_topic}/c{i}/+", lambda t, p, r: got.__setitem__(t, p))
+    own: list[bytes] = []
+    link.subscribe(f"{base_topic}/cmd/set", lambda t, p, r: own.append(p), command=True)
+    task = asyncio.create_task(link.run())
+    try:
+        await until(lambda: link.connected.is_set(), what="connected")
+        assert calls == [100, 100, 51]
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as other:
+            for i in range(250):
+                await other.publish(f"{base_topic}/c{i}/x", str(i).encode())
+            await until(lambda: len(got) == 250, what="a message on every filter")
+            link.publish(f"{base_topic}/cmd/set", b"mine")  # no local
+            await other.publish(f"{base_topic}/cmd/set", b"theirs")
+            await until(lambda: own == [b"theirs"], what="only the other client's command")
+            await asyncio.sleep(0.3)
+            assert own == [b"theirs"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -49,7 +49,7 @@ def firmware_rate() -> tuple[float, str]:
 async def main(minutes: float) -> None:
     print(f"machine: {machine()}")
     async with broker() as b:
-        sim = SimCharger(api=ApiVersion.V2, alw_delay_s=0)
+        sim = SimCharger(api=ApiVersion.V2, alw_delay_s=0, noise=True)  # as a real one reads
         sim.plug(Car(max_current_a=16, energy_needed_wh=1e9))
         sim.frc = 2
         async with HttpFrontend(sim) as fe:

@@ -26,11 +26,16 @@ DEADBANDS: tuple[tuple[str, float], ...] = (
     # under a minute at 11 kW; a counter without a band is a message on every poll
     ("_wh", 50.0),
     ("power_factor", 2.0),
-    ("_w", 25.0),
+    # A charging phase's power moves by ±50 W from poll to poll on measurement noise alone
+    # (±1 V, ±0.1 A: a 56.9 capture, tests/fixtures/goe/v2-mqtt-capture-excerpt.txt) and a
+    # controller acts in 1 A steps (230 W a phase): 25 W sent nearly every poll.
+    ("_w", 100.0),
     ("_v", 2.0),
     ("_a", 0.2),
     ("_c", 0.5),
-    ("_hz", 0.05),
+    # the charger's `fhz` jitters by ~0.1 Hz between readings (same capture: 49.959,
+    # 49.847, 49.944 within 2 s); 0.05 Hz was a message on most polls
+    ("_hz", 0.1),
     ("_dbm", 3.0),
 )
 

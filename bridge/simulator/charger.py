@@ -318,7 +318,7 @@ class SimCharger:
 
     def status_v2(self, keys: list[str] | None = None) -> dict[str, Any]:
         self.advance()
-        volts = self._measured(self.voltages(), 1.5, 0)  # whole volts, as in the capture
+        volts = self._measured(self.voltages(), 1.0, 0)  # whole volts, as in the capture
         amps = self._measured(self.currents(), 0.1, 2)
         powers = [round(v * a, 1) for v, a in zip(volts, amps, strict=True)]
         pf = [99.0 if a else 0.0 for a in amps]
@@ -449,7 +449,7 @@ class SimCharger:
     def status_v1(self) -> dict[str, Any]:
         """v1: scalars as strings, nrg/tma as numbers (go-e API v1 EN doc)."""
         self.advance()
-        volts = self._measured(self.voltages(), 1.5, 0)  # whole volts, as in the capture
+        volts = self._measured(self.voltages(), 1.0, 0)  # whole volts, as in the capture
         amps = self._measured(self.currents(), 0.1, 2)
         after = sum(1 << i for i, a in enumerate(amps) if a > 0)
         nrg: list[int] = [

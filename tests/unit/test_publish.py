@@ -25,7 +25,8 @@ def test_scalar_payloads(value: object, text: str) -> None:
 
 
 def test_deadbands_by_unit() -> None:
-    assert deadband("power_w") == 25
+    assert deadband("power_w") == 100
+    assert deadband("frequency_hz") == 0.1
     assert deadband("voltage_l1_v") == 2
     assert deadband("current_l1_a") == 0.2
     assert deadband("energy_total_wh") == 50
@@ -54,9 +55,9 @@ def test_field_publisher_sends_changes_past_the_deadband_and_refreshes() -> None
     pub = FieldPublisher(Topics("goe", "g"), refresh_s=60)
     first = dict(pub.update(ChargerStatus(ApiVersion.V2, power_w=1000.0, car=2), now=0))
     assert first == {"goe/g/api_version": "v2", "goe/g/power_w": "1000", "goe/g/car": "2"}
-    assert pub.update(ChargerStatus(ApiVersion.V2, power_w=1010.0, car=2), now=1) == []
-    assert pub.update(ChargerStatus(ApiVersion.V2, power_w=1030.0, car=2), now=2) == [
-        ("goe/g/power_w", "1030")
+    assert pub.update(ChargerStatus(ApiVersion.V2, power_w=1090.0, car=2), now=1) == []
+    assert pub.update(ChargerStatus(ApiVersion.V2, power_w=1100.0, car=2), now=2) == [
+        ("goe/g/power_w", "1100")
     ]
     # crossing zero is always sent
     assert sorted(pub.update(ChargerStatus(ApiVersion.V2, power_w=0.0, car=4), now=3)) == [

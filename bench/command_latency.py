@@ -6,7 +6,12 @@ HTTP write. Spacing disabled (`min_command_interval_s: 0`). Beside it, in the sa
   more; the issue's goal is the bridge within 1.3x of it;
 - the bare broker hop (publish → subscriber on the same broker).
 
-    .venv/bin/python bench/command_latency.py [--n 500]
+A set point goes out `--gap-ms` after the previous write arrived (default 100 ms: openWB sends
+one per control cycle, every 10 s or more, so a real one finds the bridge idle); with
+`--gap-ms 0` each follows at once and also waits for the bridge's read-back of the previous
+write and the state it publishes after it, work the floor does not have.
+
+    .venv/bin/python bench/command_latency.py [--n 500] [--gap-ms 100]
 """
 
 from __future__ import annotations
@@ -54,8 +59,10 @@ async def beat(primary: aiomqtt.Client) -> None:
         await asyncio.sleep(5)
 
 
-async def series(primary: aiomqtt.Client, sim: SimCharger, n: int) -> list[float]:
-    """`n` set points (after 20 not counted), each after the previous write arrived."""
+async def series(
+    primary: aiomqtt.Client, sim: SimCharger, n: int, gap_s: float = 0.0
+) -> list[float]:
+    """`n` set points (after 20 not counted), each `gap_s` after the previous write arrived."""
     samples: list[float] = []
     for i in range(n + 20):
         amps = 7 + i % 10  # always different from the previous value
@@ -67,10 +74,11 @@ async def series(primary: aiomqtt.Client, sim: SimCharger, n: int) -> list[float
         assert (write.key, write.value) == ("amp", amps), write
         if i >= 20:  # warm-up
             samples.append((write.at - t0) * 1000)
+        await asyncio.sleep(gap_s)
     return samples
 
 
-async def main(n: int) -> None:
+async def main(n: int, gap_s: float) -> None:
     print(f"machine: {machine()}")
     async with broker() as b:
         sim = SimCharger(api=ApiVersion.V2, alw_delay_s=0.05, clock=time.perf_counter)
@@ -92,7 +100,7 @@ async def main(n: int) -> None:
                     heartbeat = asyncio.create_task(beat(primary))
                     await primary.publish(TOPIC, "6.0", retain=True)
                     await wait_until(lambda: sim.frc == 2 and sim.amp == 6, 30)
-                    samples = await series(primary, sim, n)
+                    samples = await series(primary, sim, n, gap_s)
                     heartbeat.cancel()
             floor = subprocess.Popen(
                 [sys.executable, __file__, "--floor", b.host, str(b.port), str(fe.port)],
@@ -102,7 +110,7 @@ async def main(n: int) -> None:
                 assert floor.stdout is not None
                 await asyncio.to_thread(floor.stdout.readline)  # subscribed
                 async with aiomqtt.Client(b.host, b.port) as primary:
-                    floor_samples = await series(primary, sim, n)
+                    floor_samples = await series(primary, sim, n, gap_s)
             finally:
                 floor.terminate()
                 floor.wait(10)
@@ -110,6 +118,7 @@ async def main(n: int) -> None:
     med, p99 = percentiles(samples)
     fmed, fp99 = percentiles(floor_samples)
     hmed, hp99 = percentiles(hop)
+    print(f"set points {gap_s * 1000:g} ms after the previous write arrived")
     print(f"command latency (set_current → HTTP write): {summary(samples)}")
     print(f"floor (subscribe → the same GET):           {summary(floor_samples)}")
     print(f"bare broker hop (publish → subscriber):     {summary(hop)}")
@@ -126,4 +135,6 @@ if __name__ == "__main__":
         raise SystemExit(0)
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=500)
-    asyncio.run(main(parser.parse_args().n))
+    parser.add_argument("--gap-ms", type=float, default=100.0)
+    args = parser.parse_args()
+    asyncio.run(main(args.n, args.gap_ms / 1000))

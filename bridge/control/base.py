@@ -3,13 +3,12 @@ failsafe Target replaces it when the controller goes quiet past its timeout (des
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import logs
-from ..aio import wait_event
+from ..aio import Wakeup
 from ..config import ChargerConfig
 from ..goe.model import ChargerStatus, Target
 
@@ -54,7 +53,7 @@ class Controller:
         self.last_heard: float | None = None
         self.failsafe_active = False
         self.status: ChargerStatus | None = None
-        self._heard = asyncio.Event()
+        self._heard = Wakeup()
 
     @property
     def failsafe_target(self) -> Target:
@@ -127,4 +126,4 @@ class Controller:
         while True:
             self._heard.clear()
             self.check_failsafe()
-            await wait_event(self._heard, self.failsafe_due_in(self.clock()))
+            await self._heard.wait(self.failsafe_due_in(self.clock()))

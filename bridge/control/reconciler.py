@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import logs
-from ..aio import wait_event
+from ..aio import Wakeup
 from ..goe.model import ChargerError, ChargerStatus, Target, WireValue, WriteRejected
 from ..goe.transports.base import Transport
 from . import plan as planning
@@ -80,7 +80,7 @@ class Reconciler:
         self._attempts: dict[str, Attempt] = {}
         self._last_current_write = -1e9
         self._last_phase_switch = -1e9
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         # counters for /metrics
         self.writes_sent = 0
         self.writes_failed = 0
@@ -115,7 +115,7 @@ class Reconciler:
         while True:
             self._wake.clear()
             delay = await self.step()
-            await wait_event(self._wake, delay)
+            await self._wake.wait(delay)
 
     async def step(self) -> float | None:
         """One pass: write what is due; return when to look again (None = on news)."""

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from .. import logs
+from ..aio import Wakeup
 from ..backoff import Backoff
 from .model import ChargerStatus, ChargerUnavailable
 from .transports.base import Transport
@@ -40,8 +41,7 @@ class Poller:
         self.unavailable_after = unavailable_after
         self.backoff = Backoff(base_s=interval_s, cap_s=max(backoff_cap_s, interval_s))
         self.name = name
-        self._poked = False
-        self._waiter: asyncio.Future[None] | None = None
+        self._poke = Wakeup()
         self.failures = 0
         self.ok_polls = 0
         self.failed_polls = 0
@@ -69,9 +69,7 @@ class Poller:
 
     def poke(self) -> None:
         """Read again now (after a write, to verify it); during a poll: right after it."""
-        self._poked = True
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self._poke.set()
 
     async def poll_once(self) -> float:
         """One poll; returns how long to wait before the next."""
@@ -111,24 +109,7 @@ class Poller:
     async def run(self) -> None:
         if self.start_offset_s > 0:
             await asyncio.sleep(self.start_offset_s)
-        loop = asyncio.get_running_loop()
         while True:
-            self._poked = False
+            self._poke.clear()
             delay = await self.poll_once()
-            if self._poked:
-                continue
-            # One future and one timer per wait (a poke resolves it early): what
-            # asyncio.sleep costs, where an Event under asyncio.timeout() costs about twice
-            # that on every poll of every charger (bench/floor.py profile).
-            waiter = self._waiter = loop.create_future()
-            timer = loop.call_later(delay, _release, waiter)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                self._waiter = None
-
-
-def _release(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+            await self._poke.wait(delay)  # a poke during the poll: at once

@@ -597,6 +597,10 @@ class BrokerLink:
     async def _sender(self, client: aiomqtt.Client) -> None:
         while True:
             await self._wakeup.wait()
+            # The tasks woken by the same message go first: a set point's handler queues its
+            # echo and state messages before it wakes the reconciler, and the charger's write
+            # should not wait behind their socket writes (bench/command_latency.py).
+            await asyncio.sleep(0)
             self._wakeup.clear()
             while self._transient or self._pending:
                 if self._transient:

@@ -13,6 +13,8 @@ import sys
 
 from _harness import bridge_process, broker, cpu_share, machine, rss_mb, spawn_sims
 
+from bridge.service import START_SPACING_S
+
 
 async def measure(count: int, seconds: float, b: object) -> tuple[float, float, float]:
     sims, port = spawn_sims(count)  # the simulators take this port and the next count-1
@@ -27,9 +29,10 @@ async def measure(count: int, seconds: float, b: object) -> tuple[float, float, 
     }  # fmt: skip
     try:
         with bridge_process(cfg) as proc:
-            # start-up: 2 HTTP requests per charger (detection, full status), discovery, and the
-            # first publication of every field; the figures are for the steady state after it
-            await asyncio.sleep(45)
+            # start-up: the full status and the first poll per charger, discovery, and the first
+            # publication of every field, a fleet spread over ~0.1 s per charger
+            # (service.start_offsets); the figures are for the steady state after it
+            await asyncio.sleep(max(45.0, START_SPACING_S * count + 10))
             share = await cpu_share(proc.pid, seconds)
             rss = rss_mb(proc.pid)
             online = await count_online(b, f"scale{count}")

@@ -214,3 +214,21 @@ def test_a_url_as_charger_host_is_refused_with_the_fix() -> None:
         "chargers[0].connection.host: 'http://192.168.178.50:8080/' is a URL; give the address "
         "only: host: '192.168.178.50', port: 8080"
     ]
+
+
+def test_the_fast_parser_reads_what_the_pure_one_reads_and_errors_keep_the_caret() -> None:
+    """libyaml parses the config (a fleet's is large); a file that does not parse is reported
+    by the pure-Python parser, whose text shows the line and where in it."""
+    import yaml
+
+    example = (Path(__file__).parents[2] / "config.example.yaml").read_text()
+    fleet = example + "".join(
+        f"  - id: c{i}\n    connection: {{type: http, host: 10.0.0.{i % 250}}}\n"
+        for i in range(300)
+    )
+    for text in (example, "a: yes\nb: 0o17\nc: 1_000\nd: 2026-11-23\n", fleet):
+        assert yaml.load(text, Loader=config._FAST_LOADER) == yaml.safe_load(text)
+    assert config._FAST_LOADER is (yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader)
+    with pytest.raises(ConfigError) as err:
+        config.loads("brokers:\n  b: {host: x\n")
+    assert "not valid YAML" in str(err.value) and "^" in str(err.value)

@@ -575,13 +575,12 @@ class Bridge:
         # again from the chargers' state after every reconnect instead (_after_reconnect).
         self.publish_link.publish(topic, payload, retain=True, remember=False)
 
-    def _replay_fields(self) -> None:
+    def _after_reconnect(self) -> None:
+        """The broker may have lost its retained messages (no persistence): the fields and
+        device configs, which the link does not keep for its replay, go out again."""
         if self.publish_link.connects > 1:
             for runtime in self.chargers.values():
                 runtime.replay_fields()
-
-    def _after_reconnect(self) -> None:
-        if self.publish_link.connects > 1:
             self.publish_discovery()
 
     def _on_own_discovery(self, runtime: ChargerRuntime, topic: str, payload: bytes,
@@ -662,12 +661,11 @@ class Bridge:
                     bridge_info_topic(cfg.publish.base_topic), self._on_bridge_info
                 )
             if publish_name:
-                self.links[publish_name].on_connect.append(self._replay_fields)
+                self.links[publish_name].on_connect.append(self._after_reconnect)
             if cfg.publish.home_assistant.enabled and publish_name:
                 self.links[publish_name].subscribe(
                     f"{cfg.publish.home_assistant.prefix}/status", self._on_ha_status
                 )
-                self.links[publish_name].on_connect.append(self._after_reconnect)
                 for runtime in self.chargers.values():
                     self.links[publish_name].subscribe(
                         discovery.config_topic(

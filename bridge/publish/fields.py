@@ -115,6 +115,22 @@ def bridge_info_topic(base: str) -> str:
     return f"{base}/bridge/info"
 
 
+def _changed(name: str, old: Any, value: Any) -> bool:
+    """A value past its field's deadband from the one last sent."""
+    if (
+        isinstance(value, int | float)
+        and isinstance(old, int | float)
+        and not isinstance(value, bool)
+        and not isinstance(old, bool)
+    ):
+        band = deadband(name)
+        # Crossing zero is always news (charging started or stopped).
+        if (old == 0) != (value == 0):
+            return True
+        return abs(value - old) >= band if band else value != old
+    return bool(value != old)
+
+
 @dataclass(slots=True)
 class FieldPublisher:
     """Remembers what was published for one charger and decides what to send next."""
@@ -154,7 +170,7 @@ class FieldPublisher:
                 # change whatever the band (True == 1, so a bool and an int take _changed)
                 if (old is value or old == value) and type(old) is type(value):
                     continue
-                if not self._changed(name, value):
+                if old is not _UNSENT and not _changed(name, old, value):
                     continue
             sent[name] = value
             out.append((self.topic(name), scalar(value)))
@@ -173,23 +189,6 @@ class FieldPublisher:
                     self._raw_sent[key] = text
                     out.append((self.topics.raw(key), text))
         return out
-
-    def _changed(self, name: str, value: Any) -> bool:
-        if name not in self._sent:
-            return True
-        old = self._sent[name]
-        if (
-            isinstance(value, int | float)
-            and isinstance(old, int | float)
-            and not isinstance(value, bool)
-            and not isinstance(old, bool)
-        ):
-            band = deadband(name)
-            # Crossing zero is always news (charging started or stopped).
-            if (old == 0) != (value == 0):
-                return True
-            return abs(value - old) >= band if band else value != old
-        return bool(value != old)
 
     def replay(self) -> list[tuple[str, str]]:
         """Every field as last published (a cleared one as a clear), for a broker that may

@@ -95,18 +95,15 @@ class HttpTransport(Transport):
             shown = text[:80] + ("…" if len(text) > 80 else "")
             raise CodecError(f"GET {path}: answer is not valid JSON: {shown!r}") from None
 
-    async def _get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
-        status, text = await self._request(path, params)
-        if status != 200:
-            raise ChargerUnavailable(f"GET {path}: HTTP {status} {text[:120]!r}")
-        return self._parse(path, text)
+    async def _get_json(self, path: str) -> Any:
+        return await self._get_json_url(self._http.url(path, {}), path)
 
-    async def _poll_json(self, url: URL) -> Any:
-        status, body = await self._http.get_bytes(url, "/api/status")
+    async def _get_json_url(self, url: URL, path: str) -> Any:
+        status, body = await self._http.get_bytes(url, path)
         if status != 200:
             text = body[:120].decode("utf-8", "replace")
-            raise ChargerUnavailable(f"GET /api/status: HTTP {status} {text!r}")
-        return self._parse("/api/status", body)
+            raise ChargerUnavailable(f"GET {path}: HTTP {status} {text!r}")
+        return self._parse(path, body)
 
     # ------------------------------------------------------------------ detection
 
@@ -181,7 +178,7 @@ class HttpTransport(Transport):
                     ]
                 payload = {}
                 for url in self._poll_urls:
-                    part = await self._poll_json(url)
+                    part = await self._get_json_url(url, "/api/status")
                     if not isinstance(part, dict):
                         raise CodecError("GET /api/status: expected a JSON object")
                     payload.update(part)

@@ -185,6 +185,8 @@ class ChargerRuntime:
         self.setting_warnings: dict[str, str] = {}
         self._settings_seen: tuple[Any, ...] | None = None
         self.available: bool | None = None
+        # availability and control state as last published (the fields are the publisher's)
+        self.retained: dict[str, str] = {}
         self.control_state: dict[str, Any] = {"source": cfg.control.source}
         self.commands: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
         self.on_identity: Callable[[], None] = lambda: None
@@ -233,7 +235,9 @@ class ChargerRuntime:
             enabled=cfg.control.source != "none",
             timeout_s=cfg.control.pv_input_timeout_s,
         )
-        self.link.subscribe(self.pv_input.topic, self.pv_input.handle, command=True)
+        self.link.subscribe(self.pv_input.topic, self.pv_input.handle, command=True,
+                            latest_only=True)  # fmt: skip
+        self.link.add_replay(self.replay)
 
     def _make_controller(self) -> Controller | None:
         source = self.cfg.control.source
@@ -256,8 +260,11 @@ class ChargerRuntime:
                 topics=self.topics,
                 publish=self.control_link.publish,
             )
-            for pattern in (self.topics.set(), self.topics.set("+")):
-                self.control_link.subscribe(pattern, mqtt_controller.handle, command=True)
+            # one field per topic: only the newest unread set point counts; the JSON topic
+            # carries partial updates, every one of which is read
+            self.control_link.subscribe(self.topics.set(), mqtt_controller.handle, command=True)
+            self.control_link.subscribe(self.topics.set("+"), mqtt_controller.handle,
+                                        command=True, latest_only=True)  # fmt: skip
             return mqtt_controller
         self._refuse_generic(source)
         return None
@@ -270,8 +277,8 @@ class ChargerRuntime:
             "commands on the generic topics are refused"
         )
         handler = refuse(self.topics, self.link.publish, reason)
-        for pattern in (self.topics.set(), self.topics.set("+")):
-            self.link.subscribe(pattern, handler, command=True)
+        self.link.subscribe(self.topics.set(), handler, command=True)
+        self.link.subscribe(self.topics.set("+"), handler, command=True, latest_only=True)
 
     def suspend(self) -> None:
         """Write nothing more to the charger (another bridge serves it)."""
@@ -337,11 +344,10 @@ class ChargerRuntime:
         self.status = status
         fields = status.fields()
         for topic, payload in self.publisher.update(status, time.monotonic(), fields):
-            # not in the link's replay store: replay_fields() rebuilds them after a reconnect
-            self.link.publish(topic, payload, retain=True, remember=False)
+            self.link.publish(topic, payload, retain=True)
         if self.available is not True:
             self.available = True
-            self.link.publish(self.topics.availability, "online", retain=True)
+            self._retain(self.topics.availability, "online")
             log.info("charger.online", charger=self.id, api=status.api_version.value)
         if self.controller is not None:
             self.controller.on_status(status)
@@ -359,7 +365,7 @@ class ChargerRuntime:
     def on_unavailable(self, reason: str) -> None:
         if self.available is not False:
             self.available = False
-            self.link.publish(self.topics.availability, "offline", retain=True)
+            self._retain(self.topics.availability, "offline")
             log.warning("charger.offline", charger=self.id, reason=reason)
         self.reconciler.on_unavailable()
         if self.controller is not None:
@@ -368,7 +374,7 @@ class ChargerRuntime:
     def on_control_state(self, state: Mapping[str, Any]) -> None:
         self.control_state.update(state)
         for topic, payload in control_messages(self.topics, state):
-            self.link.publish(topic, payload, retain=True)
+            self._retain(topic, payload)
 
     def on_write(self, key: str, value: WireValue, error: str | None) -> None:
         if error is None and isinstance(self.controller, OpenWBController):
@@ -378,12 +384,16 @@ class ChargerRuntime:
              "ok": error is None, "error": error}
         )  # fmt: skip
 
-    def replay_fields(self) -> None:
-        for topic, payload in self.publisher.replay():
-            self.link.publish(topic, payload, retain=True, remember=False)
+    def _retain(self, topic: str, payload: str) -> None:
+        self.retained[topic] = payload
+        self.link.publish(topic, payload, retain=True)
+
+    def replay(self) -> list[tuple[str, str]]:
+        """Everything this charger keeps retained, for a broker that may have lost it."""
+        return [*self.publisher.replay(), *self.retained.items()]
 
     def start_messages(self) -> None:
-        self.link.publish(self.topics.availability, "offline", retain=True)
+        self._retain(self.topics.availability, "offline")
         self.on_control_state({"source": self.cfg.control.source, "failsafe_active": False})
 
     def tasks(self) -> list[tuple[str, Any]]:
@@ -546,17 +556,29 @@ class Bridge:
 
     # ------------------------------------------------------------------ discovery
 
-    def publish_info(self) -> None:
+    def info_message(self) -> tuple[str, str]:
         info = {
             "version": __version__,
             "instance": self.instance,
             "chargers": {cid: rt.info() for cid, rt in self.chargers.items()},
         }
-        self.publish_link.publish(
-            bridge_info_topic(self.config.publish.base_topic),
-            json.dumps(info, separators=(",", ":")),
-            retain=True,
+        return bridge_info_topic(self.config.publish.base_topic), json.dumps(
+            info, separators=(",", ":")
         )
+
+    def publish_info(self) -> None:
+        self.publish_link.publish(*self.info_message(), retain=True)
+
+    def replay(self) -> list[tuple[str, str]]:
+        """The bridge's info and Home Assistant configs, for a broker that may have lost
+        them (device configs are built again instead of kept: ~17 kB each, 8.5 MB for 500
+        chargers, bench/floor.py with tracemalloc)."""
+        out = [self.info_message()]
+        ha = self.config.publish.home_assistant
+        if ha.enabled:
+            out.append(discovery.bridge_config(ha.prefix, self.config.publish.base_topic))
+            out.extend(m for rt in self.chargers.values() if (m := rt.discovery_message()))
+        return out
 
     def publish_discovery(self) -> None:
         ha = self.config.publish.home_assistant
@@ -570,18 +592,7 @@ class Bridge:
                 self._publish_config(*message)
 
     def _publish_config(self, topic: str, payload: str) -> None:
-        # Not remembered by the link for its replay after a reconnect: a device config is
-        # ~17 kB, 8.5 MB for 500 chargers (bench/floor.py, tracemalloc). They are built
-        # again from the chargers' state after every reconnect instead (_after_reconnect).
-        self.publish_link.publish(topic, payload, retain=True, remember=False)
-
-    def _after_reconnect(self) -> None:
-        """The broker may have lost its retained messages (no persistence): the fields and
-        device configs, which the link does not keep for its replay, go out again."""
-        if self.publish_link.connects > 1:
-            for runtime in self.chargers.values():
-                runtime.replay_fields()
-            self.publish_discovery()
+        self.publish_link.publish(topic, payload, retain=True)
 
     def _on_own_discovery(self, runtime: ChargerRuntime, topic: str, payload: bytes,
                           retain: bool) -> None:  # fmt: skip
@@ -661,7 +672,7 @@ class Bridge:
                     bridge_info_topic(cfg.publish.base_topic), self._on_bridge_info
                 )
             if publish_name:
-                self.links[publish_name].on_connect.append(self._after_reconnect)
+                self.links[publish_name].add_replay(self.replay)
             if cfg.publish.home_assistant.enabled and publish_name:
                 self.links[publish_name].subscribe(
                     f"{cfg.publish.home_assistant.prefix}/status", self._on_ha_status

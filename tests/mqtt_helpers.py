@@ -213,3 +213,61 @@ async def until(check: Callable[[], Any], timeout: float = 15, what: str = "cond
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+class TcpProxy:
+    """A TCP hop between a client and the broker that can fail the way a WiFi link does:
+    `blackhole()` keeps the connections open but drops what the broker sends (a half-dead
+    link: the broker believes it delivered, the client never gets it), `cut()` closes every
+    connection (the client reconnects through the proxy)."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.downstream_open = True
+        self.refusing = False  # new connections are closed at once (the broker unreachable)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> TcpProxy:
+        self._server = await asyncio.start_server(self._serve, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cut()
+        assert self._server is not None
+        self._server.close()
+
+    def blackhole(self) -> None:
+        self.downstream_open = False
+
+    def cut(self) -> None:
+        """Close every connection, and let the next ones through in both directions."""
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+        self.downstream_open = True
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, down: bool) -> None:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                while data := await src.read(65536):
+                    if down and not self.downstream_open:
+                        continue  # lost on the way
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))

@@ -39,8 +39,14 @@ def parse_bool(value: Any) -> bool:
 
 
 def _shown(value: Any) -> str:
-    """How a rejected value is quoted back: its repr, cut to a short excerpt."""
-    return jsontext.excerpt(repr(value))
+    """How a rejected value is quoted back, in the words of the JSON it came as (`null`,
+    `true`, `[1, 2]`; text in quotes), cut to a short excerpt."""
+    if isinstance(value, str):
+        return jsontext.excerpt(repr(value))
+    try:
+        return jsontext.excerpt(jsontext.dumps(value, ensure_ascii=False))
+    except (TypeError, ValueError):
+        return jsontext.excerpt(repr(value))
 
 
 def parse_whole(value: Any) -> int:
@@ -110,36 +116,40 @@ class MqttController(Controller):
 
     def handle(self, topic: str, payload: bytes, retain: bool) -> None:
         if not payload or topic == self.topics.set("pv"):
-            return  # our own retained clear coming back; the PV input has its own handler
-        # Applied once, then cleared, so a restart does not replay it. MQTT 3.1.1 flags a
-        # message as retained only when it is delivered at subscribe time, so a command that
-        # arrives live is cleared too (an empty retained message costs nothing).
-        self.publish(topic, b"", retain=True, remember=False)
+            # an empty message deletes a retained one (ours, or the controller's): not a
+            # command, and no answer; the PV input has its own handler
+            return
         field = self.topics.set_field(topic)
         try:
             value = jsontext.decode_command(payload)
         except jsontext.BadPayload as exc:
             self._answer(False, field, None, str(exc))
             return
-        if field is None:
-            self._handle_object(value)
-        else:
-            self._handle_field(field, value)
+        accepted = self._handle_object(value) if field is None else self._handle_field(field, value)
+        if accepted and retain:
+            # Applied once, then cleared, so a new subscription does not get it again. Only
+            # a command that really was retained, and only one that was carried out: an
+            # empty message on every command made clients that echo it into a storm
+            # (ioBroker's MQTT adapter writes it back as a `null` command). A rejected one
+            # changes nothing wherever it stays. MQTT 5 flags what the publisher retained;
+            # MQTT 3.1.1 only what came from the broker's store.
+            self.publish(topic, b"", retain=True)
 
-    def _handle_field(self, field: str, value: Any) -> None:
+    def _handle_field(self, field: str, value: Any) -> bool:
         try:
             checked = self.validate(field, value)
         except Invalid as exc:
             self._answer(False, field, value, str(exc))
-            return
+            return False
         self._apply({field: checked})
         self._answer(True, field, checked, None)
+        return True
 
-    def _handle_object(self, value: Any) -> None:
+    def _handle_object(self, value: Any) -> bool:
         if not isinstance(value, Mapping) or not value:
             self._answer(False, "set", value, "expected a JSON object such as "
                          '{"allow_charging": true, "current_limit_a": 10}')  # fmt: skip
-            return
+            return False
         checked: dict[str, Any] = {}
         errors = []
         for field, item in value.items():
@@ -149,9 +159,10 @@ class MqttController(Controller):
                 errors.append(f"{jsontext.excerpt(str(field))}: {exc}")
         if errors:
             self._answer(False, "set", value, "; ".join(errors))
-            return
+            return False
         self._apply(checked)
         self._answer(True, "set", checked, None)
+        return True
 
     def _apply(self, changes: Mapping[str, Any]) -> None:
         self.intent.update(changes)
@@ -183,7 +194,6 @@ def refuse(
     def handler(topic: str, payload: bytes, retain: bool) -> None:
         if not payload or topic == topics.set("pv"):
             return  # the PV input (control/pv_input.py) answers for itself
-        publish(topic, b"", retain=True, remember=False)
         field = topics.set_field(topic)
         publish(topics.result, result_payload(False, field or "set", None, reason))
         log.warning("command.refused", topic=topic, reason=reason)

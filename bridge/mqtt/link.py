@@ -1,24 +1,28 @@
-"""One MQTT broker link: aiomqtt behind a small adapter.
+"""One MQTT broker link: the connection, its subscriptions, and the tasks that move messages.
 
-- Last Will `offline` (retained) on the bridge state topic, `online` after every connect.
+- Last Will `offline` (retained) on the bridge state topic, `online` after every connect;
+  under MQTT 5 the Will waits a few seconds (Will Delay), so a restarted bridge that takes
+  its session back in time leaves no `offline` behind.
 - Reconnect with capped exponential backoff and jitter, reset by a successful connect.
 - A persistent session (MQTT 5 session expiry, or MQTT 3.1.1 `clean_session=false` where the
   broker refuses MQTT 5) with QoS 1 subscriptions and a client id that stays the same across
-  restarts: a command the broker accepted while the bridge was away (a reconnect, its own
-  restart, a broker restart with persistence) is delivered when it is back, in order.
-- Command subscriptions never replay the past: with MQTT 5 the broker sends their retained
-  messages only when the subscription is new (retain handling 1); a retained or re-delivered
-  (DUP) command equal to one already handled on that topic is dropped.
-- Command topics keep only their newest unread message: a flood is coalesced on arrival
-  instead of queued (a newer value on the same topic supersedes an unread older one).
+  restarts and config edits: a command the broker accepted while the bridge was away (a
+  reconnect, its own restart, a broker restart with persistence) is delivered when it is
+  back, in order.
+- Command subscriptions (MQTT 5): retained messages only for a subscription the session does
+  not have yet (retain handling 1), the retain flag as published (so only commands that
+  really were retained get cleared), none of the bridge's own messages back (no local).
+  Whether a message was already handled is decided from MQTT facts, never from its value:
+  a QoS 1 message the broker sends again (DUP) with the packet identifier of one this
+  process handled is dropped; every other message is handled, a repeated value included.
+- Set-point topics keep only their newest unread message (inbox.py); nothing else is
+  coalesced.
+- The broker is told the largest packet the bridge accepts (MQTT 5 Maximum Packet Size), so
+  a huge message is never sent to it; under MQTT 3.1.1 one is dropped unread.
 - A session taken over by another client with the same client id (MQTT 5 reason 0x8E) is
-  reported as exactly that and not retried, so two bridges never fight over one session.
-- Subscriptions are remembered and renewed after every reconnect.
-- `publish()` never blocks and never fails: it records the message in an outbox that keeps
-  the *latest value per topic* (bounded by the number of topics) plus a bounded queue of
-  non-retained messages; a sender task drains it while connected. After a reconnect all
-  retained state is sent again, so nothing meant to be published while the link was down
-  is lost, and a slow broker never delays polling or commands.
+  reported as exactly that and not retried; the bridge decides what to do (arbitration).
+- `publish()` never blocks and never fails (outbox.py); after every connect the retained
+  state of every registered owner is sent again.
 """
 
 from __future__ import annotations
@@ -26,15 +30,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import itertools
 import socket
 import ssl
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple, cast
+from collections.abc import Callable
+from typing import Any
 
 import aiomqtt
-import paho.mqtt.client as paho
 from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -45,6 +46,14 @@ from .. import logs
 from ..aio import raise_if_cancelling
 from ..backoff import Backoff
 from ..config import BrokerConfig
+from ..jsontext import MAX_PAYLOAD_BYTES
+from .client import Client
+from .filters import Filters
+from .inbox import Inbox
+from .messages import Incoming, Outgoing
+from .outbox import Outbox, ReplaySource
+
+__all__ = ["BrokerLink", "Handler", "SessionTakenOver"]
 
 log = logs.get("goe_bridge.mqtt")
 
@@ -53,10 +62,6 @@ Handler = Callable[[str, bytes, bool], None]
 # Status updates go out as bursts of small messages; with Nagle's algorithm the second and
 # later ones wait for the broker's delayed ACK (~40 ms). Measured by bench/status_latency.py.
 NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
-
-# Non-retained messages (command results) waiting while the link is down; older ones are
-# dropped first. Retained state has no such limit: it is one entry per topic.
-MAX_TRANSIENT = 1000
 
 # Retained messages handed to paho at once (bounded: the socket drains between batches)
 SEND_BATCH = 100
@@ -72,176 +77,21 @@ PROTOCOL_REFUSED = (1, 132)
 # is back within seconds); before that the backoff grows to RETRY_CAP_S.
 RETRY_CAP_CONNECTED_S = 5.0
 RETRY_CAP_S = 30.0
-# Command payloads already handled that a re-delivery is compared with, per topic.
-REPLAY_MEMORY = 8
+# The largest message the bridge reads: commands are at most MAX_PAYLOAD_BYTES; a Home
+# Assistant device config or a go-e v1 status is a few tens of kB. MQTT 5 Maximum Packet Size
+# (§3.1.2.11.4): the broker does not send a larger packet to this client at all.
+MAX_PACKET_BYTES = 4 * MAX_PAYLOAD_BYTES
+# MQTT 5 Will Delay Interval (§3.1.3.2.2): a connection that takes the session back within
+# this time (a restart, a reload) cancels the Will.
+WILL_DELAY_S = 5
+# QoS 1 deliveries whose packet identifiers are remembered for telling a re-sent message
+# (DUP) from a new one. The broker numbers its deliveries in sequence (65,535 before an
+# identifier comes back), and a redelivery follows the reconnect: this covers both by far.
+MID_MEMORY = 1000
 # More messages than this in a window is a flood (see _consumer).
 FLOOD_WINDOW_S = 0.1
 FLOOD_MESSAGES = 200
 FLOOD_PAUSE_S = 0.02
-
-
-class Incoming(NamedTuple):
-    topic: str
-    payload: bytes
-    retain: bool  # delivered from the broker's retained store
-    dup: bool  # a QoS 1 re-delivery (after a reconnect or broker restart)
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    topic: str
-    payload: bytes
-    retain: bool
-    qos: int
-
-
-def topic_matches(pattern: str, topic: str) -> bool:
-    """MQTT filter matching (`+` one level, `#` the rest)."""
-    p_levels = pattern.split("/")
-    t_levels = topic.split("/")
-    for i, level in enumerate(p_levels):
-        if level == "#":
-            return True
-        if i >= len(t_levels):
-            return False
-        if level != "+" and level != t_levels[i]:
-            return False
-    return len(p_levels) == len(t_levels)
-
-
-class _Node:
-    __slots__ = ("children", "pattern")
-
-    def __init__(self) -> None:
-        self.children: dict[str, _Node] = {}
-        self.pattern: str | None = None
-
-
-class Filters:
-    """Subscription filters indexed level by level: matching a topic costs its depth, not
-    the number of filters. A fleet of 500 chargers subscribes to about 2,000 of them, and
-    every incoming message was matched against each (bench/floor.py start-up profile)."""
-
-    def __init__(self) -> None:
-        self._root = _Node()
-        self._order: dict[str, int] = {}
-
-    def add(self, pattern: str) -> None:
-        if pattern in self._order:
-            return
-        self._order[pattern] = len(self._order)
-        node = self._root
-        for level in pattern.split("/"):
-            node = node.children.setdefault(level, _Node())
-        node.pattern = pattern
-
-    def remove(self, pattern: str) -> None:
-        if self._order.pop(pattern, None) is None:
-            return
-        node: _Node | None = self._root
-        for level in pattern.split("/"):
-            node = node.children.get(level) if node is not None else None
-        if node is not None:
-            node.pattern = None
-
-    def __contains__(self, pattern: object) -> bool:
-        return pattern in self._order
-
-    def match(self, topic: str) -> list[str]:
-        """The filters matching `topic`, in the order they were added (as topic_matches)."""
-        levels = topic.split("/")
-        found: list[str] = []
-        stack = [(self._root, 0)]
-        while stack:
-            node, i = stack.pop()
-            rest = node.children.get("#")
-            if rest is not None and rest.pattern is not None:
-                found.append(rest.pattern)  # `a/#` matches `a` and everything below
-            if i == len(levels):
-                if node.pattern is not None:
-                    found.append(node.pattern)
-                continue
-            for key in (levels[i], "+"):
-                child = node.children.get(key)
-                if child is not None:
-                    stack.append((child, i + 1))
-        if len(found) > 1:
-            found.sort(key=self._order.__getitem__)
-        return found
-
-
-class _Inbox:
-    """The incoming queue's storage: arrival order, but a message on a latest-only topic
-    replaces an older unread one on the same topic (moving to the end, so the order of
-    what remains is still the order of arrival)."""
-
-    def __init__(self, latest_only: Callable[[str], bool]) -> None:
-        self._latest_only = latest_only
-        self._items: collections.OrderedDict[object, Incoming] = collections.OrderedDict()
-        self._seq = itertools.count()
-        self.superseded = 0
-
-    def append(self, item: Incoming) -> None:
-        latest_only = self._latest_only(item.topic)
-        if latest_only and not item.payload:
-            # A cleared set topic (the bridge's own clear coming back): nothing to do, and
-            # it must not supersede an unread command on the same topic.
-            return
-        key: object = item.topic if latest_only else next(self._seq)
-        if self._items.pop(key, None) is not None:
-            self.superseded += 1
-        self._items[key] = item
-
-    def popleft(self) -> Incoming:
-        return self._items.popitem(last=False)[1]
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __iter__(self) -> Iterator[Incoming]:
-        return iter(self._items.values())
-
-
-class _Client(aiomqtt.Client):
-    """aiomqtt, plus what it does not pass on: CONNACK's session-present flag, the
-    DISCONNECT reason, and a message's DUP flag."""
-
-    session_present = False
-    disconnect_reason: int | None = None
-    deliver: Callable[[Incoming], None] = staticmethod(lambda incoming: None)
-
-    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
-                    properties: Properties | None = None) -> None:  # fmt: skip
-        self.session_present = bool(getattr(flags, "session_present", False))
-        super()._on_connect(client, userdata, flags, reason_code, properties)
-
-    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
-                       properties: Properties | None = None) -> None:  # fmt: skip
-        self.disconnect_reason = int(getattr(reason_code, "value", reason_code))
-        super()._on_disconnect(client, userdata, flags, reason_code, properties)
-
-    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        # Straight into the link's inbox: aiomqtt's own queue costs a task per message.
-        self.deliver(
-            Incoming(message.topic, bytes(message.payload), bool(message.retain), bool(message.dup))
-        )
-
-    async def publish_batch(self, messages: Sequence[Outgoing]) -> None:
-        """QoS 0 messages handed to paho in one go; returns once the last one is written.
-        aiomqtt's publish() waits for each message on its own (an Event, a wait_for task,
-        a writer registration and a loop wake-up each), which made sending most of the
-        start-up of a fleet: 30,000 first messages for 500 chargers (bench/floor.py)."""
-        last: paho.MQTTMessageInfo | None = None
-        for message in messages:
-            info = self._client.publish(message.topic, message.payload, 0, message.retain)
-            if info.rc != paho.MQTT_ERR_SUCCESS:
-                raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
-            last = info
-        if last is None or last.is_published():
-            return
-        confirmation = asyncio.Event()
-        with self._pending_call(last.mid, confirmation, self._pending_publishes):
-            await self._wait_for(confirmation.wait(), timeout=None)
 
 
 class SessionTakenOver(Exception):
@@ -279,25 +129,25 @@ class BrokerLink:
         self._subscriptions: dict[str, list[Handler]] = {}
         self._filters = Filters()  # the keys of _subscriptions, indexed
         self._commands: set[str] = set()  # patterns subscribed with command=True
-        self._latest: set[str] = set()  # patterns whose unread messages are coalesced
-        self._handled: dict[str, collections.deque[bytes]] = {}
-        self._inbox = _Inbox(self._is_latest_only)
+        # patterns whose unread messages are coalesced: all topics, or those a rule picks
+        self._latest: dict[str, Callable[[str], bool] | None] = {}
+        self._inbox = Inbox(self._is_latest_only)
         self._inbox_ready = asyncio.Event()
+        # packet identifiers of the command deliveries handled, oldest first (see MID_MEMORY)
+        self._handled_mids: collections.OrderedDict[int, str] = collections.OrderedDict()
         self.protocol = (
             aiomqtt.ProtocolVersion.V311 if cfg.protocol == "3.1.1" else aiomqtt.ProtocolVersion.V5
         )
         self._v5_failed = False
         self.session_present = False
         self.taken_over = False
-        self.replays_dropped = 0
+        self.redeliveries_dropped = 0
         self.on_taken_over: list[Callable[[], None]] = []
         self._closing = False
         self._ever_connected = False
-        self._retained: dict[str, Outgoing] = {}
-        self._pending: dict[str, Outgoing] = {}  # latest per topic, not yet sent
-        self._transient: collections.deque[Outgoing] = collections.deque(maxlen=MAX_TRANSIENT)
+        self.outbox = Outbox()
         self._wakeup = asyncio.Event()
-        self._client: aiomqtt.Client | None = None
+        self._client: Client | None = None
         self.connected = asyncio.Event()
         self.backoff = Backoff(base_s=1.0, cap_s=RETRY_CAP_S)
         # counters for /metrics and tests
@@ -311,24 +161,28 @@ class BrokerLink:
     # ------------------------------------------------------------------ API
 
     def subscribe(
-        self, pattern: str, handler: Handler, *, command: bool = False, latest_only: bool = False
+        self,
+        pattern: str,
+        handler: Handler,
+        *,
+        command: bool = False,
+        latest_only: bool | Callable[[str], bool] = False,
     ) -> None:
-        """`command=True` for topics that carry commands the bridge clears once handled:
-        their retained messages come only with a new subscription, re-deliveries of what was
-        already handled are dropped, and only the newest unread message per topic is kept.
-        `latest_only=True` for set points published as state (openWB's own retained topics):
-        only the newest unread message per topic is kept, retained ones come every time."""
+        """`command=True` for topics that carry commands: their retained messages come only
+        with a new subscription, with the retain flag as published, never the bridge's own;
+        a re-sent delivery of one already handled is dropped. `latest_only`: only the newest
+        unread message per topic is kept (a set point), for every topic of the pattern or
+        those the given rule picks (a `<base>/<id>/+` filter carries set points and JSON
+        commands with partial updates, which must all be read)."""
         new = pattern not in self._subscriptions
         self._subscriptions.setdefault(pattern, []).append(handler)
         self._filters.add(pattern)
         if command:
             self._commands.add(pattern)
-        if command or latest_only:
-            self._latest.add(pattern)
+        if latest_only:
+            self._latest[pattern] = None if latest_only is True else latest_only
         if new and self._client is not None and self.connected.is_set():
-            asyncio.get_running_loop().create_task(
-                self._subscribe_now(pattern), name=f"mqtt-{self.name}-subscribe"
-            )
+            self._spawn(self._subscribe_now(pattern), "subscribe")
 
     def unsubscribe(self, pattern: str, handler: Handler) -> None:
         """Take back one `subscribe`; the broker's subscription goes with the last handler."""
@@ -341,44 +195,48 @@ class BrokerLink:
         del self._subscriptions[pattern]
         self._filters.remove(pattern)
         self._commands.discard(pattern)
-        self._latest.discard(pattern)
+        self._latest.pop(pattern, None)
         client = self._client
         if client is not None and self.connected.is_set():
-            asyncio.get_running_loop().create_task(
-                self._unsubscribe_now(client, pattern), name=f"mqtt-{self.name}-unsubscribe"
-            )
-
-    async def _unsubscribe_now(self, client: aiomqtt.Client, pattern: str) -> None:
-        with contextlib.suppress(aiomqtt.MqttError):
-            await client.unsubscribe(pattern)
+            self._spawn(self._unsubscribe_now(client, pattern), "unsubscribe")
 
     def publish(
-        self, topic: str, payload: str | bytes, *, retain: bool = False, qos: int = 0,
-        remember: bool = True,
-    ) -> None:  # fmt: skip
-        """Queue a message. Retained messages are also remembered and sent again after a
-        reconnect (`remember=False` for one-off retained clears)."""
+        self,
+        topic: str,
+        payload: str | bytes,
+        *,
+        retain: bool = False,
+        qos: int = 0,
+        expiry_s: int | None = None,
+    ) -> None:
+        """Queue a message (never blocks). Retained messages that must survive a broker that
+        lost its store are re-sent by their owner's replay source (`add_replay`)."""
         data = payload.encode() if isinstance(payload, str) else payload
-        message = Outgoing(topic, data, retain, qos)
-        if retain:
-            if remember:
-                self._retained[topic] = message
-            self._pending[topic] = message
-        else:
-            self._transient.append(message)
+        self.outbox.put(Outgoing(topic, data, retain, qos, expiry_s))
         self._wakeup.set()
 
-    def forget(self, topic: str) -> None:
-        self._retained.pop(topic, None)
+    def add_replay(self, source: ReplaySource) -> None:
+        """`source()` returns the retained messages its owner keeps on the broker; they are
+        sent again after every reconnect."""
+        self.outbox.add_source(source)
+
+    def remove_replay(self, source: ReplaySource) -> None:
+        self.outbox.remove_source(source)
 
     @property
-    def queue_sizes(self) -> tuple[int, int, int]:
-        return len(self._pending), len(self._transient), len(self._retained)
+    def queue_sizes(self) -> tuple[int, int]:
+        return len(self.outbox.pending), len(self.outbox.transient)
+
+    @property
+    def superseded(self) -> int:
+        """Set points dropped unread because a newer one arrived on the same topic."""
+        return self._inbox.superseded
 
     # ------------------------------------------------------------------ loop
 
     async def run(self) -> None:
         """Connect, serve and reconnect for ever (cancel to stop)."""
+        self._tasks: set[asyncio.Task[None]] = set()
         while True:
             try:
                 await self._session()
@@ -391,7 +249,7 @@ class BrokerLink:
                     broker=self.name,
                     client_id=self.client_id,
                     message="another client connected with this client id (another "
-                    "goe-bridge on the same config?); not reconnecting",
+                    "goe-bridge on the same base topic?); not reconnecting",
                 )
                 for callback in list(self.on_taken_over):
                     callback()
@@ -424,6 +282,15 @@ class BrokerLink:
             )
             await asyncio.sleep(delay)
 
+    def _spawn(self, coro: Any, what: str) -> None:
+        # kept until done: a task nobody references can be collected mid-flight
+        tasks = getattr(self, "_tasks", None)
+        if tasks is None:
+            tasks = self._tasks = set()
+        task = asyncio.get_running_loop().create_task(coro, name=f"mqtt-{self.name}-{what}")
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
     def _try_other_protocol(self, *, refused: bool) -> bool:
         """With `protocol: auto`, until a connection worked: after an MQTT 5 attempt that got
         no CONNACK (or "unsupported protocol version"), try 3.1.1, and the other way round,
@@ -437,11 +304,20 @@ class BrokerLink:
         self.protocol = aiomqtt.ProtocolVersion.V5
         return False
 
+    @property
+    def mqtt5(self) -> bool:
+        return self.protocol is aiomqtt.ProtocolVersion.V5
+
     def _client_args(self) -> dict[str, Any]:
         cfg = self.cfg
         will = None
         if self.state_topic:
-            will = aiomqtt.Will(self.state_topic, b"offline", qos=1, retain=True)
+            properties = None
+            if self.mqtt5:
+                properties = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
+                properties.WillDelayInterval = WILL_DELAY_S
+            will = aiomqtt.Will(self.state_topic, b"offline", qos=1, retain=True,
+                                properties=properties)  # fmt: skip
         return {
             "hostname": cfg.host,
             "port": cfg.port,
@@ -459,10 +335,11 @@ class BrokerLink:
 
     def _session_args(self) -> dict[str, Any]:
         expiry = self.cfg.session_expiry_s
-        if self.protocol is aiomqtt.ProtocolVersion.V311:
+        if not self.mqtt5:
             return {"clean_session": expiry == 0}
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = int(expiry)
+        properties.MaximumPacketSize = MAX_PACKET_BYTES
         # Never a clean start: a restarted bridge takes over the session the previous one
         # left, with the commands the broker queued in it.
         return {"clean_start": expiry == 0, "properties": properties}
@@ -474,7 +351,7 @@ class BrokerLink:
     async def _consumer(self) -> None:
         """Hands the inbox to the handlers. Under a flood (more than FLOOD_MESSAGES in
         FLOOD_WINDOW_S) it pauses FLOOD_PAUSE_S between rounds, so the socket is read ahead
-        of the handlers and superseded commands are dropped in the inbox, unhandled: a
+        of the handlers and superseded set points are dropped in the inbox, unhandled: a
         command after a flood waits for the flood to be read, not to be handled."""
         loop = asyncio.get_running_loop()
         window_start, handled = loop.time(), 0
@@ -491,8 +368,9 @@ class BrokerLink:
                 await asyncio.sleep(FLOOD_PAUSE_S)
 
     async def _session(self) -> None:
-        client = _Client(**self._client_args())
+        client = Client(**self._client_args())
         client.deliver = self._receive
+        client.max_payload = MAX_PACKET_BYTES
         async with client:
             self._client = client
             self.connects += 1
@@ -505,21 +383,22 @@ class BrokerLink:
             self.backoff.success()
             self.backoff.cap_s = RETRY_CAP_CONNECTED_S
             self._ever_connected = True
-            if self._v5_failed and self.protocol is aiomqtt.ProtocolVersion.V311:
+            if self._v5_failed and not self.mqtt5:
                 self._v5_failed = False
                 log.warning(
                     "mqtt.v5_refused",
                     broker=self.name,
                     message="the broker did not accept MQTT 5; using MQTT 3.1.1 with a "
-                    "persistent session (retained commands are then guarded by the bridge "
-                    "alone); set protocol: '3.1.1' to skip the MQTT 5 attempt",
+                    "persistent session (a command published retained while the bridge "
+                    "runs cannot be told from a live one and is not cleared); set "
+                    "protocol: '3.1.1' to skip the MQTT 5 attempt",
                 )
             log.info(
                 "mqtt.connected",
                 broker=self.name,
                 host=self.cfg.host,
                 port=self.cfg.port,
-                protocol="5" if self.protocol is aiomqtt.ProtocolVersion.V5 else "3.1.1",
+                protocol="5" if self.mqtt5 else "3.1.1",
                 session_present=client.session_present,
             )
             await self._subscribe_all(client)
@@ -527,8 +406,7 @@ class BrokerLink:
                 await client.publish(self.state_topic, b"online", qos=1, retain=True)
                 raise_if_cancelling()
             # Everything retained goes out again: a restarted broker may have lost it.
-            for topic, message in self._retained.items():
-                self._pending.setdefault(topic, message)
+            self.outbox.replay()
             self._wakeup.set()
             self.connected.set()
             for callback in list(self.on_connect):
@@ -540,7 +418,7 @@ class BrokerLink:
                 asyncio.create_task(self._consumer(), name=f"mqtt-{self.name}-consumer"),
             ]
             try:
-                # Messages go to the inbox (_Client.deliver); this only waits for the end.
+                # Messages go to the inbox (Client.deliver); this only waits for the end.
                 async for _ in client.messages:
                     pass
             except aiomqtt.MqttError as exc:
@@ -561,31 +439,48 @@ class BrokerLink:
             raise aiomqtt.MqttError("message stream ended")
 
     def _is_latest_only(self, topic: str) -> bool:
-        return any(p in self._latest for p in self._filters.match(topic))
+        for pattern in self._filters.match(topic):
+            if pattern in self._latest:
+                rule = self._latest[pattern]
+                if rule is None or rule(topic):
+                    return True
+        return False
 
     def _subscription(
-        self, pattern: str, client: _Client
+        self, pattern: str, client: Client
     ) -> tuple[str, int] | tuple[str, SubscribeOptions] | None:
         command = pattern in self._commands
-        if self.protocol is aiomqtt.ProtocolVersion.V311:
+        if not self.mqtt5:
             if command and client.session_present:
                 return None  # the broker kept it; subscribing again would replay retained ones
             return (pattern, 1)
-        # Retain handling 1: a command topic's retained message only for a subscription
-        # the session does not have yet (MQTT 5 §3.8.3.1). State topics always get theirs.
-        # No local: the bridge's own clears of a command topic need not come back.
-        options = SubscribeOptions(qos=1, noLocal=command, retainHandling=1 if command else 0)
+        # Commands: retained messages only for a subscription the session does not have yet
+        # (retain handling 1), the retain flag as the publisher set it (retain as published:
+        # a command published retained is cleared once handled, a live one is not), and not
+        # the bridge's own messages (no local). MQTT 5 §3.8.3.1. State topics always get
+        # their retained messages, flagged as coming from the store.
+        options = SubscribeOptions(
+            qos=1,
+            noLocal=command,
+            retainAsPublished=command,
+            retainHandling=1 if command else 0,
+        )
         return (pattern, options)
 
     async def _subscribe_now(self, pattern: str) -> None:
-        client = cast(_Client | None, self._client)
+        client = self._client
         if client is None:
             return
         entry = self._subscription(pattern, client)
         if entry is not None:
-            await client.subscribe([entry])  # type: ignore[arg-type]
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.subscribe([entry])  # type: ignore[arg-type]
 
-    async def _subscribe_all(self, client: _Client) -> None:
+    async def _unsubscribe_now(self, client: Client, pattern: str) -> None:
+        with contextlib.suppress(aiomqtt.MqttError):
+            await client.unsubscribe(pattern)
+
+    async def _subscribe_all(self, client: Client) -> None:
         """Every subscription after a connect, up to SUBSCRIBE_BATCH filters per SUBSCRIBE
         packet: a fleet has a few per charger, and one round trip each made a 500-charger
         start wait for 1,500 SUBACKs (bench/floor.py start-up profile)."""
@@ -594,7 +489,8 @@ class BrokerLink:
             await client.subscribe(entries[i : i + SUBSCRIBE_BATCH])  # type: ignore[arg-type]
             raise_if_cancelling()
 
-    async def _sender(self, client: aiomqtt.Client) -> None:
+    async def _sender(self, client: Client) -> None:
+        outbox = self.outbox
         while True:
             await self._wakeup.wait()
             # The tasks woken by the same message go first: a set point's handler queues its
@@ -602,52 +498,40 @@ class BrokerLink:
             # should not wait behind their socket writes (bench/command_latency.py).
             await asyncio.sleep(0)
             self._wakeup.clear()
-            while self._transient or self._pending:
-                if self._transient:
-                    message = self._transient[0]
-                    await client.publish(message.topic, message.payload, message.qos, False)
-                    raise_if_cancelling()
-                    self._transient.popleft()
-                    self.published += 1
-                    continue
-                first = next(iter(self._pending.values()))
-                if first.qos:
-                    batch = [first]
-                    await client.publish(first.topic, first.payload, first.qos, first.retain)
+            while outbox:
+                batch = outbox.next_batch(SEND_BATCH)
+                if len(batch) == 1 and (batch[0].qos or not batch[0].retain):
+                    await client.send(batch[0])
                 else:
-                    qos0 = itertools.takewhile(lambda m: not m.qos, self._pending.values())
-                    batch = list(itertools.islice(qos0, SEND_BATCH))
-                    await cast(_Client, client).publish_batch(batch)
+                    await client.send_batch(batch)
                 raise_if_cancelling()
-                for message in batch:
-                    # Only drop it if no newer value arrived while we were sending.
-                    if self._pending.get(message.topic) is message:
-                        del self._pending[message.topic]
+                outbox.sent(batch)
                 self.published += len(batch)
 
     def _dispatch(self, message: Incoming) -> None:
-        topic, data = message.topic, message.payload
+        topic = message.topic
         patterns = self._filters.match(topic)
-        command = any(p in self._commands for p in patterns)
-        if command and data:
-            handled = self._handled.get(topic)
-            if (message.retain or message.dup) and handled is not None and data in handled:
-                # Already handled: a retained copy a broker restored, or a QoS 1 message
-                # it sent again after a restart. The newer commands since then stand.
-                self.replays_dropped += 1
-                log.info("mqtt.replay_dropped", broker=self.name, topic=topic,
-                         retained=message.retain, dup=message.dup)  # fmt: skip
-                if message.retain:
-                    self.publish(topic, b"", retain=True, remember=False)
+        if message.mid and any(p in self._commands for p in patterns):
+            if message.dup and self._handled_mids.get(message.mid) == topic:
+                # A QoS 1 delivery this process handled, sent again: its PUBACK was lost in
+                # a disconnect, or the broker restarted from a database saved while it was
+                # on its way. Newer commands since then stand.
+                self.redeliveries_dropped += 1
+                log.info("mqtt.redelivery_dropped", broker=self.name, topic=topic,
+                         mid=message.mid)  # fmt: skip
                 return
-            if handled is None:
-                handled = self._handled[topic] = collections.deque(maxlen=REPLAY_MEMORY)
-            if data not in handled:
-                handled.append(data)
+            self._handled_mids.pop(message.mid, None)
+            self._handled_mids[message.mid] = topic
+            if len(self._handled_mids) > MID_MEMORY:
+                self._handled_mids.popitem(last=False)
+        elif message.mid and not message.dup:
+            # the broker uses this identifier for another message now: what it numbered
+            # before was acknowledged
+            self._handled_mids.pop(message.mid, None)
         for pattern in patterns:
             for handler in list(self._subscriptions[pattern]):
                 try:
-                    handler(topic, data, message.retain)
+                    handler(topic, message.payload, message.retain)
                 except Exception:
                     # A handler bug must not take the link down; inputs are validated in
                     # the handlers, so this is logged as a bug.
@@ -658,20 +542,19 @@ class BrokerLink:
         # broker sent late) must not leave a live bridge looking dead.
         if payload == b"offline" and self.connected.is_set() and not self._closing:
             log.info("mqtt.state_restored", broker=self.name, topic=topic)
-            self.publish(topic, b"online", retain=True, qos=1, remember=False)
+            self.publish(topic, b"online", retain=True, qos=1)
 
-    @property
-    def superseded(self) -> int:
-        """Command messages dropped unread because a newer one arrived on the same topic."""
-        return self._inbox.superseded
-
-    async def close(self, *, offline: bool = True) -> None:
-        """Publish `offline` and disconnect (orderly shutdown)."""
+    async def close(self, *, offline: bool = True, last: list[Outgoing] | None = None) -> None:
+        """Orderly shutdown: send `last` (e.g. every charger's `offline`) and the bridge's
+        `offline`, then disconnect."""
         self._closing = True
         client = self._client
-        if client is not None and self.connected.is_set() and self.state_topic and offline:
+        if client is not None and self.connected.is_set():
             try:
                 async with asyncio.timeout(5):
-                    await client.publish(self.state_topic, b"offline", qos=1, retain=True)
+                    for message in last or ():
+                        await client.send(message)
+                    if self.state_topic and offline:
+                        await client.publish(self.state_topic, b"offline", qos=1, retain=True)
             except (aiomqtt.MqttError, TimeoutError) as exc:
                 log.warning("mqtt.offline_not_sent", broker=self.name, error=str(exc))

@@ -86,6 +86,9 @@ class RetainedValues:
                 sent += 1
         return sent
 
+    def replay(self) -> list[tuple[str, str]]:
+        return list(self._sent.items())
+
 
 class OpenWBController(Controller):
     """An openWB adapter: a controller that also publishes the chargepoint's values."""

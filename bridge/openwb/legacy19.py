@@ -61,4 +61,4 @@ class OpenWB19(OpenWBController):
 
     def publish_values(self) -> None:
         for key, text in mapping.legacy19_values(self.status, self.unreachable).items():
-            self.link.publish(f"{self.out_prefix}/{key}", text, retain=True, remember=False)
+            self.link.publish(f"{self.out_prefix}/{key}", text, retain=True)

@@ -101,5 +101,4 @@ class OpenWBMqttChargepoint(OpenWBController):
         for key, value in values.items():
             if value is None and key != "rfid":
                 continue  # setdata rejects null for numbers: the value is just not sent
-            self.link.publish(f"{self.out_prefix}/{key}", mapping.encode(value), retain=True,
-                              remember=False)  # fmt: skip
+            self.link.publish(f"{self.out_prefix}/{key}", mapping.encode(value), retain=True)

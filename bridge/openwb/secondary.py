@@ -58,13 +58,28 @@ class OpenWBSecondary(OpenWBController):
         self.interrupt_until = 0.0
         self.resumed = False
         self.values = RetainedValues(self.link.publish)
+        # the accepted set values, republished without `set/` (see _on_set)
+        self.kept: dict[str, str] = {}
+        self.link.add_replay(lambda: [*self.kept.items(), *self.values.replay()])
         self.get_prefix = f"openWB/internal_chargepoint/{self.duo}/get"
         self.data_prefix = f"openWB/internal_chargepoint/{self.duo}/data"
         sub = self.link.subscribe
-        sub("openWB/set/internal_chargepoint/global_data", self._on_set, command=True)
-        sub(f"openWB/set/internal_chargepoint/{self.duo}/data/+", self._on_set, command=True)
-        sub("openWB/set/internal_chargepoint/last_tag", self._on_set, command=True)
-        sub("openWB/set/isss/#", self._on_isss)
+        sub(
+            "openWB/set/internal_chargepoint/global_data",
+            self._on_set,
+            command=True,
+            latest_only=True,
+        )
+        sub(
+            f"openWB/set/internal_chargepoint/{self.duo}/data/+",
+            self._on_set,
+            command=True,
+            latest_only=True,
+        )
+        sub(
+            "openWB/set/internal_chargepoint/last_tag", self._on_set, command=True, latest_only=True
+        )
+        sub("openWB/set/isss/#", self._on_isss, command=True)
         # our own retained state, to resume after a restart; dropped once resumed (run)
         self._resume_subscriptions: list[tuple[str, Any]] = [
             ("openWB/internal_chargepoint/global_data", self._on_resume),
@@ -79,8 +94,9 @@ class OpenWBSecondary(OpenWBController):
     def _on_set(self, topic: str, payload: bytes, retain: bool) -> None:
         if not payload:
             return  # a cleared set topic
-        # setdata: valid or not, the set topic is cleared
-        self.link.publish(topic, b"", retain=True, remember=False)
+        if retain:
+            # setdata: valid or not, a retained set topic is cleared
+            self.link.publish(topic, b"", retain=True)
         key = topic.rsplit("/", 1)[1]
         try:
             value = self._validate(key, decode_payload(payload))
@@ -89,9 +105,12 @@ class OpenWBSecondary(OpenWBController):
         except (Invalid, UnicodeDecodeError) as exc:
             self.reject(topic, payload, str(exc))
             return
-        self.link.publish(topic.replace("openWB/set/", "openWB/", 1), mapping.encode(value),
-                          retain=True)  # fmt: skip
+        self._keep(topic.replace("openWB/set/", "openWB/", 1), mapping.encode(value))
         self._apply(key, value, fresh=True)
+
+    def _keep(self, topic: str, payload: str) -> None:
+        self.kept[topic] = payload
+        self.link.publish(topic, payload, retain=True)
 
     def _on_resume(self, topic: str, payload: bytes, retain: bool) -> None:
         # Only at start-up: afterwards these are the echoes of our own republishing, and an
@@ -123,8 +142,8 @@ class OpenWBSecondary(OpenWBController):
     def _on_isss(self, topic: str, payload: bytes, retain: bool) -> None:
         # 1.9-style topics a 2.x primary sends in parallel (§4.6): a 2.x secondary ignores
         # them; cleared so they do not pile up as retained messages.
-        if payload:
-            self.link.publish(topic, b"", retain=True, remember=False)
+        if payload and retain:
+            self.link.publish(topic, b"", retain=True)
 
     def _validate(self, key: str, value: Any) -> Any:
         """The ranges of openWB's setdata.process_internal_chargepoint_topic."""
@@ -195,7 +214,7 @@ class OpenWBSecondary(OpenWBController):
 
     def _phase_switch(self) -> None:
         # the handler resets the trigger right after starting the switch (§4.5)
-        self.link.publish(f"{self.data_prefix}/trigger_phase_switch", "false", retain=True)
+        self._keep(f"{self.data_prefix}/trigger_phase_switch", "false")
         if self.status is not None and self.status.api_version is ApiVersion.V1:
             # openWB counts the switch as failed after ~40 s (control/ev/ev_template.py);
             # it must learn why, not wait in silence
@@ -215,7 +234,7 @@ class OpenWBSecondary(OpenWBController):
         never be changed as a side effect. The closest thing the API offers is done instead:
         charging stops for the requested duration and resumes, with the plug state held (as
         openWB's secondary does during its interruption), and openWB is told by a warning."""
-        self.link.publish(f"{self.data_prefix}/cp_interruption_duration", "0", retain=True)
+        self._keep(f"{self.data_prefix}/cp_interruption_duration", "0")
         self.interrupt_until = self.clock() + seconds
         self.hold_plug(seconds + 5)
         self._warn(f"CP-Unterbrechung: go-e hat dafür keinen Befehl; Ladung {seconds} s pausiert")

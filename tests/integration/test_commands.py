@@ -109,7 +109,7 @@ async def test_each_settable_field_reaches_the_charger(
         ),
         ("current_limit_a/set", "10.5", "current_limit_a", "expected whole amps, got 10.5"),
         ("current_limit_a/set", "ten", "current_limit_a", "expected a number, got 'ten'"),
-        ("current_limit_a/set", "true", "current_limit_a", "expected a number, got True"),
+        ("current_limit_a/set", "true", "current_limit_a", "expected a number, got true"),
         ("current_limit_a/set", "NaN", "current_limit_a", "expected a number, got 'NaN'"),
         (
             "allow_charging/set",

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bridge.goe.model import ApiVersion
-from bridge.mqtt.link import Incoming
+from bridge.mqtt.messages import Incoming
 from bridge.service import EXIT_DUPLICATE, Bridge
 from bridge.simulator.charger import Car, SimCharger
 from bridge.simulator.http import HttpFrontend
@@ -152,17 +152,20 @@ async def test_a_command_already_handled_is_never_applied_again(
     root = f"{base_topic}/c"
     async with running_bridge(cfg) as bridge, Probe(mosquitto.host, mosquitto.port,
                                                       f"{root}/#") as probe:  # fmt: skip
+        link = bridge.links["test"]
+        delivered: list[Incoming] = []
+        append = link._inbox.append
+        link._inbox.append = lambda m: (delivered.append(m), append(m))[1]  # type: ignore[method-assign]
         await probe.publish(f"{root}/current_limit_a/set", "7", retain=True)
         await until(lambda: sim.amp == 7, what="7 A")
         await probe.wait_for(f"{root}/current_limit_a/set", "")  # the retained one cleared
         await probe.publish(f"{root}/current_limit_a/set", "14")
         await until(lambda: sim.amp == 14, what="14 A")
-        link = bridge.links["test"]
-        # what a broker restored from its database after a crash: the retained 7, and a
-        # QoS 1 re-delivery (DUP) of it
-        link._dispatch(Incoming(f"{root}/current_limit_a/set", b"7", True, False))
-        link._dispatch(Incoming(f"{root}/current_limit_a/set", b"7", False, True))
-        assert link.replays_dropped == 2
+        # what a broker restored from its database after a crash sends: the delivery of the
+        # 7 again (DUP, its packet identifier)
+        seven = next(m for m in delivered if m.payload == b"7")
+        link._dispatch(seven._replace(dup=True))
+        assert link.redeliveries_dropped == 1
         await asyncio.sleep(1.0)
         assert sim.amp == 14
         # a new command with the same value, sent live, is a command

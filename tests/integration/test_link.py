@@ -86,16 +86,16 @@ async def test_a_connect_subscribes_a_fleet_in_a_few_packets(
     packets, not one round trip each; every one of them is in effect at the broker, and a
     command filter keeps its MQTT 5 options (no local: the link's own message is not
     delivered back to it)."""
-    from bridge.mqtt import link as link_mod
+    from bridge.mqtt.client import Client
 
     calls: list[int] = []
-    subscribe = link_mod._Client.subscribe
+    subscribe = Client.subscribe
 
     async def counting(self: Any, topic: Any, *args: Any, **kw: Any) -> Any:
         calls.append(len(topic) if isinstance(topic, list) else 1)
         return await subscribe(self, topic, *args, **kw)
 
-    monkeypatch.setattr(link_mod._Client, "subscribe", counting)
+    monkeypatch.setattr(Client, "subscribe", counting)
     link = BrokerLink("t", BrokerConfig(host=mosquitto.host, port=mosquitto.port))
     got: dict[str, bytes] = {}
     for i in range(250):

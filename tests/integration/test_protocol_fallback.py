@@ -1,6 +1,7 @@
 """A broker that speaks only MQTT 3.1.1 and does not even answer an MQTT 5 CONNECT (amqtt,
 the demo's embedded broker without mosquitto): the link falls back to 3.1.1 with a persistent
-session, says so in the log, and still drops a replayed retained command."""
+session, says so in the log, drops a re-sent delivery it handled and reads a new command with
+the same value."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from bridge import logs
 from bridge.config import BrokerConfig
-from bridge.mqtt.link import BrokerLink, Incoming
+from bridge.mqtt.link import BrokerLink
 from tests.conftest import free_port
 from tests.mqtt_helpers import until
 
@@ -42,6 +43,9 @@ async def test_a_3_1_1_only_broker_gets_3_1_1_with_a_persistent_session(amqtt_br
                       state_topic="p/bridge/state", client_id="goe-bridge-fallback")  # fmt: skip
     seen: list[bytes] = []
     link.subscribe("p/c/+/set", lambda t, p, r: seen.append(p), command=True)
+    delivered = []
+    append = link._inbox.append
+    link._inbox.append = lambda m: (delivered.append(m), append(m))[1]  # type: ignore[method-assign]
     task = asyncio.create_task(link.run())
     try:
         await until(lambda: link.connected.is_set(), timeout=30, what="connected over 3.1.1")
@@ -50,9 +54,12 @@ async def test_a_3_1_1_only_broker_gets_3_1_1_with_a_persistent_session(amqtt_br
         async with aiomqtt.Client("127.0.0.1", amqtt_broker) as controller:
             await controller.publish("p/c/current_limit_a/set", b"9", qos=1)
             await until(lambda: seen == [b"9"], what="command delivered")
-        # the broker's retained copy of a command already handled comes back: dropped
-        link._dispatch(Incoming("p/c/current_limit_a/set", b"9", True, False))
-        assert seen == [b"9"] and link.replays_dropped == 1
+            # the broker sends the same delivery again (DUP, same packet identifier): dropped
+            link._dispatch(delivered[-1]._replace(dup=True))
+            assert seen == [b"9"] and link.redeliveries_dropped == 1
+            # a new command with the same value is a command
+            await controller.publish("p/c/current_limit_a/set", b"9", qos=1)
+            await until(lambda: seen == [b"9", b"9"], what="the new 9")
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):

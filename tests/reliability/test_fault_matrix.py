@@ -31,12 +31,12 @@ def nothing_invalid_written(sim: SimCharger) -> None:
 
 
 def bounded(bridge: Bridge) -> None:
-    # One pending entry per topic: what the link keeps for its replay, plus the fields, which
-    # the publishers replay themselves (not kept twice), plus a few one-off messages.
-    fields = sum(len(rt.publisher.replay()) for rt in bridge.chargers.values())
+    # One pending entry per topic: what the owners replay after a reconnect, plus a few
+    # one-off messages.
     for link in bridge.links.values():
-        pending, transient, retained = link.queue_sizes
-        assert pending <= retained + fields + 50, (link.queue_sizes, fields)
+        owned = link.outbox.replay_size()
+        pending, transient = link.queue_sizes
+        assert pending <= owned + 50, (link.queue_sizes, owned)
         assert transient <= 1000, link.queue_sizes
 
 

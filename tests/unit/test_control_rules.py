@@ -18,7 +18,8 @@ from bridge import config, jsontext, logs
 from bridge.goe.model import ApiVersion, ChargerStatus
 from bridge.goe.plausibility import NEW_BASELINE_POLLS, Plausibility
 from bridge.goe.poller import Poller
-from bridge.mqtt.link import Incoming, _Inbox
+from bridge.mqtt.inbox import Inbox
+from bridge.mqtt.messages import Incoming
 from bridge.openwb.secondary import OpenWBSecondary
 from bridge.publish.fields import result_payload
 from tests.unit.test_fuzz import RecordingLink, Targets, charger
@@ -90,13 +91,15 @@ def test_a_flood_is_summarised_in_the_log() -> None:
 
 
 def test_inbox_keeps_only_the_newest_unread_command_per_topic_in_arrival_order() -> None:
-    inbox = _Inbox(lambda topic: topic.endswith("/set"))
+    inbox = Inbox(lambda topic: topic.endswith("/set"))
     for topic, payload in [("a/set", b"6"), ("b/set", b"true"), ("s", b"1"), ("a/set", b"7"),
                            ("s", b"2"), ("a/set", b""), ("a/set", b"16")]:  # fmt: skip
         inbox.append(Incoming(topic, payload, False, False))
     order = [(m.topic, m.payload) for m in inbox]
-    # the empty clear never supersedes a command; a/set moved behind b/set when replaced
-    assert order == [("b/set", b"true"), ("s", b"1"), ("s", b"2"), ("a/set", b"16")]
+    # an empty message (a retained one deleted) never supersedes a command and stays where it
+    # arrived (its handler ignores it); a/set moved behind b/set when replaced
+    assert order == [("b/set", b"true"), ("s", b"1"), ("s", b"2"), ("a/set", b""),
+                     ("a/set", b"16")]  # fmt: skip
     assert inbox.superseded == 2
 
 

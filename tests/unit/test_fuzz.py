@@ -55,8 +55,11 @@ class RecordingLink:
         self.handlers: dict[str, Callable[[str, bytes, bool], None]] = {}
 
     def publish(self, topic: str, payload: bytes | str, *, retain: bool = False, qos: int = 0,
-                remember: bool = True) -> None:  # fmt: skip
+                expiry_s: int | None = None) -> None:  # fmt: skip
         self.published.append((topic, payload, retain))
+
+    def add_replay(self, source: Callable[[], Any]) -> None:
+        pass
 
     def subscribe(self, pattern: str, handler: Callable[[str, bytes, bool], None],
                   **options: bool) -> None:  # fmt: skip

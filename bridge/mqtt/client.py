@@ -1,0 +1,121 @@
+"""aiomqtt, plus what it does not pass on or offer.
+
+aiomqtt 2.x keeps CONNACK's session-present flag, the DISCONNECT reason code, a message's
+DUP flag and packet identifier to itself, and waits for every publish on its own. The link
+needs all of them, so this subclass overrides three of aiomqtt's private paho callbacks and
+uses its pending-call bookkeeping. `check_internals()` verifies, at import and in the test
+suite, that those private names still exist with the signatures used here: a new aiomqtt
+release that changes them fails loudly instead of silently losing the flags
+(tests/unit/test_mqtt_client.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from .messages import Incoming, Outgoing
+
+__all__ = ["Client", "check_internals"]
+
+# aiomqtt's private names this module relies on, and the parameters each must take.
+_PRIVATE = {
+    "_on_connect": ("client", "userdata", "flags", "reason_code", "properties"),
+    "_on_disconnect": ("client", "userdata", "flags", "reason_code", "properties"),
+    "_on_message": ("client", "userdata", "message"),
+    "_pending_call": ("mid", "value", "pending_dict"),
+    "_wait_for": ("fut", "timeout"),
+}
+
+
+def check_internals() -> list[str]:
+    """What no longer matches in the installed aiomqtt (empty: all is as expected)."""
+    problems = []
+    for name, params in _PRIVATE.items():
+        member = getattr(aiomqtt.Client, name, None)
+        if member is None:
+            problems.append(f"aiomqtt.Client.{name} is gone")
+            continue
+        found = tuple(inspect.signature(member).parameters)[1:]
+        if found[: len(params)] != params:
+            problems.append(f"aiomqtt.Client.{name}{found} is not {params}")
+    init = inspect.getsource(aiomqtt.Client.__init__)
+    for attribute in ("self._client", "self._pending_publishes"):
+        if attribute not in init:
+            problems.append(f"aiomqtt.Client no longer sets {attribute}")
+    return problems
+
+
+class Client(aiomqtt.Client):
+    session_present = False
+    disconnect_reason: int | None = None
+    deliver: Callable[[Incoming], None] = staticmethod(lambda incoming: None)
+    # larger messages are dropped unread (MQTT 3.1.1 has no Maximum Packet Size to tell the
+    # broker; under MQTT 5 the broker never sends them)
+    max_payload = 0
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
+                    properties: Properties | None = None) -> None:  # fmt: skip
+        self.session_present = bool(getattr(flags, "session_present", False))
+        super()._on_connect(client, userdata, flags, reason_code, properties)
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
+                       properties: Properties | None = None) -> None:  # fmt: skip
+        self.disconnect_reason = int(getattr(reason_code, "value", reason_code))
+        super()._on_disconnect(client, userdata, flags, reason_code, properties)
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        # Straight to the link's inbox: aiomqtt's own queue costs a task per message.
+        payload = message.payload
+        if self.max_payload and len(payload) > self.max_payload:
+            return  # nothing of it is kept (paho already read it; it goes with this frame)
+        mid = message.mid if message.qos else 0
+        self.deliver(Incoming(message.topic, bytes(payload), message.retain, message.dup, mid))
+
+    @property
+    def mqtt5(self) -> bool:
+        return bool(self._client.protocol == paho.MQTTv5)
+
+    def _expiry_properties(self, message: Outgoing) -> Properties | None:
+        if message.expiry_s is None or not self.mqtt5:
+            return None
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.MessageExpiryInterval = message.expiry_s
+        return properties
+
+    async def send(self, message: Outgoing) -> None:
+        """One message, waiting for it to be written (QoS 0) or acknowledged (QoS 1)."""
+        await self.publish(message.topic, message.payload, message.qos, message.retain,
+                           self._expiry_properties(message))  # fmt: skip
+
+    async def send_batch(self, messages: Sequence[Outgoing]) -> None:
+        """QoS 0 messages handed to paho in one go; returns once the last one is written.
+        aiomqtt's publish() waits for each message on its own (an Event, a wait_for task,
+        a writer registration and a loop wake-up each), which made sending most of the
+        start-up of a fleet: 30,000 first messages for 500 chargers (bench/floor.py)."""
+        last: paho.MQTTMessageInfo | None = None
+        for message in messages:
+            info = self._client.publish(message.topic, message.payload, 0, message.retain,
+                                        self._expiry_properties(message))  # fmt: skip
+            if info.rc != paho.MQTT_ERR_SUCCESS:
+                raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+            last = info
+        if last is None or last.is_published():
+            return
+        confirmation = asyncio.Event()
+        with self._pending_call(last.mid, confirmation, self._pending_publishes):
+            await self._wait_for(confirmation.wait(), timeout=None)
+
+
+_PROBLEMS = check_internals()
+if _PROBLEMS:  # pragma: no cover - only with an aiomqtt this code was not written for
+    raise ImportError(
+        "goe-bridge needs the aiomqtt internals it was written for: " + "; ".join(_PROBLEMS)
+    )

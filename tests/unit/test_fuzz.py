@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +24,13 @@ from bridge.openwb.mqtt_chargepoint import OpenWBMqttChargepoint
 from bridge.openwb.secondary import OpenWBSecondary
 from bridge.publish.fields import Topics
 
-FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 300 examples per handler in every run; GOE_FUZZ_EXAMPLES=20000 runs a deep search on
+# demand. Examples that failed once are replayed first from Hypothesis' database.
+FUZZ = settings(
+    max_examples=int(os.environ.get("GOE_FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True, allow_infinity=True)

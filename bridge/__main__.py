@@ -13,10 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, config, logs
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
+from .exitcodes import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
 
 
 def _add_config_arg(parser: argparse.ArgumentParser) -> None:
@@ -177,12 +174,12 @@ def cmd_decode(args: argparse.Namespace) -> int:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
     except OSError as exc:
         print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return EXIT_FAILURE
+        return EXIT_ERROR
     try:
         status, meta = detect.decode_text(text, args.api)
     except detect.DecodeFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return EXIT_ERROR
     out: dict[str, Any] = status.fields()
     out.update(meta)
     if args.raw:
@@ -221,37 +218,33 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     from .goe.model import ChargerError
     from .goe.transports.base import Transport
+    from .goe.transports.factory import make_transport
 
     async def probe_http() -> tuple[str, str, Transport]:
-        from .goe.transports.http import HttpTransport
-
         url = args.url if "://" in args.url else f"http://{args.url}"
         scheme, _, rest = url.partition("://")
         if scheme != "http":
             raise ValueError(f"{url}: only http:// URLs are supported for probe")
         host, port = _host_port(rest.split("/", 1)[0], 80)
-        transport = HttpTransport(host, port, api=args.api, timeout_s=args.timeout)
-        return f"go-e charger at {url}", "local HTTP", transport
+        conn = config.HttpConnection(
+            type="http", host=host, port=port, api=args.api, timeout_s=args.timeout
+        )
+        return f"go-e charger at {url}", "local HTTP", make_transport(conn)
 
     async def probe_cloud() -> tuple[str, str, Transport]:
-        from .goe.transports.cloud import CloudV1Transport, CloudV2Transport
-
         token = os.environ.get("GOE_TOKEN", "")
         if args.token_file:
             token = Path(args.token_file).read_text("utf-8").strip()  # noqa: ASYNC240 - once, tiny
         if not token:
             raise ValueError("--cloud needs --token-file FILE (or GOE_TOKEN)")
-        if args.cloud == "v1":
-            transport: Transport = CloudV1Transport(
-                token, base_url=args.base_url, timeout_s=args.timeout
-            )
-        else:
-            if not args.serial:
-                raise ValueError("--cloud v2 needs --serial")
-            transport = CloudV2Transport(
-                args.serial, token, base_url=args.base_url, timeout_s=args.timeout
-            )
-        return f"go-e charger via the go-e cloud ({args.cloud})", f"cloud {args.cloud}", transport
+        if args.cloud == "v2" and not args.serial:
+            raise ValueError("--cloud v2 needs --serial")
+        conn = config.CloudConnection(
+            type="cloud", serial=args.serial or "", token=config.Secret(token), api=args.cloud,
+            timeout_s=args.timeout, base_url=args.base_url,
+        )  # fmt: skip
+        title = f"go-e charger via the go-e cloud ({args.cloud})"
+        return title, f"cloud {args.cloud}", make_transport(conn)
 
     async def run() -> int:
         transport: Transport | None = None
@@ -264,14 +257,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
                 title, name, transport = await probe_http()
             else:
                 print("error: give http://HOST, --cloud v1|v2 or --mqtt HOST", file=sys.stderr)
-                return EXIT_FAILURE
+                return EXIT_ERROR
             status = await transport.read_status()
         except (ValueError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return EXIT_FAILURE
+            return EXIT_ERROR
         except ChargerError as exc:
             print(f"error: {args.url or args.cloud or args.mqtt}: {exc}", file=sys.stderr)
-            return EXIT_FAILURE
+            return EXIT_ERROR
         finally:
             if transport is not None:
                 await transport.close()
@@ -291,7 +284,7 @@ async def probe_mqtt(args: argparse.Namespace) -> int:
 
     if not args.serial:
         print("error: --mqtt needs --serial", file=sys.stderr)
-        return EXIT_FAILURE
+        return EXIT_ERROR
     host, port = _host_port(args.mqtt, 1883)
     password = os.environ.get("GOE_MQTT_PASSWORD")
     link = BrokerLink(
@@ -317,7 +310,7 @@ async def probe_mqtt(args: argparse.Namespace) -> int:
             f"(also tried the other slash form); is the charger's MQTT on and the prefix right?",
             file=sys.stderr,
         )
-        return EXIT_FAILURE
+        return EXIT_ERROR
     finally:
         for task in (watcher, runner):
             task.cancel()
@@ -451,7 +444,7 @@ def cmd_health(args: argparse.Namespace) -> int:
         body, code = exc.read().decode(errors="replace"), exc.code
     except (urllib.error.URLError, OSError) as exc:
         print(f"unhealthy: {url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
-        return EXIT_FAILURE
+        return EXIT_ERROR
     try:
         problems = json.loads(body).get("problems", [])
     except ValueError:
@@ -461,7 +454,7 @@ def cmd_health(args: argparse.Namespace) -> int:
             print("healthy")
         return EXIT_OK
     print("unhealthy: " + ("; ".join(problems) or f"HTTP {code}"), file=sys.stderr)
-    return EXIT_FAILURE
+    return EXIT_ERROR
 
 
 COMMANDS = {

@@ -39,6 +39,7 @@ class Controller:
         on_state: Callable[[Mapping[str, Any]], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # Constructors only keep what they are given; start() subscribes (style.md).
         self.charger = charger
         self.on_target = on_target
         self.on_state = on_state
@@ -53,7 +54,12 @@ class Controller:
         self.last_heard: float | None = None
         self.failsafe_active = False
         self.status: ChargerStatus | None = None
+        self.started_at = clock()
         self._heard = Wakeup()
+
+    def start(self) -> None:
+        """Subscribe to the controller's topics (the link sends them once connected)."""
+        self.started_at = self.clock()
 
     @property
     def failsafe_target(self) -> Target:
@@ -65,12 +71,30 @@ class Controller:
     def heard(self, target: Target | None) -> None:
         """The controller spoke: take its Target, leave failsafe."""
         self.last_heard = self.clock()
+        self._seen_alive()
+        self.set_target(target)
+
+    def restored(self, target: Target | None, *, live_at: float | None = None) -> None:
+        """A set point the broker kept (a retained message delivered on (re)subscribing, or
+        the bridge's own record from its last run): the controller's intent, but no sign that
+        it is alive. The failsafe clock keeps running from the last live message; with none
+        yet, from `live_at` (monotonic: when the record says the controller last spoke) or
+        from the controller's start. A dead controller's retained 16 A re-delivered on every
+        reconnect must not keep a car charging: only a new message is a heartbeat. While the
+        failsafe applies, a restored set point changes nothing."""
+        if self.failsafe_active:
+            return
+        if self.last_heard is None:
+            self.last_heard = self.started_at if live_at is None else live_at
+            self._heard.set()  # the failsafe watch times from here
+        self.set_target(target)
+
+    def _seen_alive(self) -> None:
         self._heard.set()
         if self.failsafe_active:
             self.failsafe_active = False
             log.info("control.failsafe_cleared", charger=self.charger.key, source=self.source)
             self.on_state({"failsafe_active": False})
-        self.set_target(target)
 
     def set_target(self, target: Target | None) -> None:
         self.target = target

@@ -10,10 +10,12 @@ topics).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import jsontext, logs
+from ..config import ChargerConfig
 from ..goe.model import PSM_SINCE, ApiVersion, Target, firmware_version
 from ..publish.fields import SETTABLE, Topics, result_payload
 from .base import Controller
@@ -69,15 +71,22 @@ class MqttController(Controller):
 
     def __init__(
         self,
-        *args: Any,
+        charger: ChargerConfig,
+        *,
+        on_target: Callable[[Target | None], None],
+        on_state: Callable[[Mapping[str, Any]], None],
         topics: Topics,
         publish: Callable[..., None],
-        **kwargs: Any,
+        on_intent: Callable[[Mapping[str, Any]], None] = lambda intent: None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(charger, on_target=on_target, on_state=on_state, clock=clock)
         self.topics = topics
         self.publish = publish
+        # every field commanded so far (the Target is made of them); kept by the runtime in
+        # the bridge's record for its next start
         self.intent: dict[str, Any] = {}
+        self.on_intent = on_intent
         # A flood of commands is summarised in the log, not written line by line.
         self.accepted = logs.Throttled(log, "info", "command.accepted")
         self.rejections = logs.Throttled(log, "warning", "command.rejected")
@@ -166,17 +175,32 @@ class MqttController(Controller):
 
     def _apply(self, changes: Mapping[str, Any]) -> None:
         self.intent.update(changes)
-        self.heard(
-            Target(
-                allow=self.intent.get("allow_charging"),
-                current_a=(
-                    float(self.intent["current_limit_a"])
-                    if "current_limit_a" in self.intent
-                    else None
-                ),
-                phases=self.intent.get("phases"),
-            )
+        self.on_intent(self.intent)
+        self.heard(self._target())
+
+    def _target(self) -> Target:
+        return Target(
+            allow=self.intent.get("allow_charging"),
+            current_a=(
+                float(self.intent["current_limit_a"]) if "current_limit_a" in self.intent else None
+            ),
+            phases=self.intent.get("phases"),
         )
+
+    def adopt(self, intent: Mapping[str, Any], *, live_at: float) -> list[str]:
+        """The intent the bridge recorded in its last run (its memory record, read back at
+        start): taken field by field as if commanded again, but as no sign of life (the
+        failsafe times from `live_at`). Fields that are not valid today (a lower
+        `limits.max_current_a`, phases on a v1 charger) are left out; returns them."""
+        refused = []
+        for field, value in intent.items():
+            try:
+                self.intent[field] = self.validate(str(field), value)
+            except Invalid:
+                refused.append(str(field))
+        if self.intent:
+            self.restored(self._target(), live_at=live_at)
+        return refused
 
     def _answer(self, ok: bool, field: str | None, value: Any, error: str | None) -> None:
         if not ok:

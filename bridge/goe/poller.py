@@ -53,6 +53,8 @@ class Poller:
         # chargers evenly, so a fleet does not start with every detection, full status read
         # and discovery in the same second (bench/floor.py start-up curve).
         self.start_offset_s = 0.0
+        # Another bridge serves this charger (arbitration): no polls until resumed.
+        self.paused = False
 
     def retry_delay(self, now: float) -> float:
         """The wait before the next probe of a charger that did not answer: the poll
@@ -111,5 +113,8 @@ class Poller:
             await asyncio.sleep(self.start_offset_s)
         while True:
             self._poke.clear()
+            if self.paused:
+                await self._poke.wait(None)
+                continue
             delay = await self.poll_once()
             await self._poke.wait(delay)  # a poke during the poll: at once

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import ssl
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,9 +22,10 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ..config import BrokerConfig
 from .messages import Incoming, Outgoing
 
-__all__ = ["Client", "check_internals"]
+__all__ = ["Client", "check_internals", "tls_context"]
 
 # aiomqtt's private names this module relies on, and the parameters each must take.
 _PRIVATE = {
@@ -53,6 +55,19 @@ def check_internals() -> list[str]:
     return problems
 
 
+def tls_context(cfg: BrokerConfig) -> ssl.SSLContext | None:
+    tls = cfg.tls
+    if not tls.enabled:
+        return None
+    context = ssl.create_default_context(cafile=tls.ca_file)
+    if tls.cert_file:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class Client(aiomqtt.Client):
     session_present = False
     disconnect_reason: int | None = None
@@ -78,6 +93,10 @@ class Client(aiomqtt.Client):
             return  # nothing of it is kept (paho already read it; it goes with this frame)
         mid = message.mid if message.qos else 0
         self.deliver(Incoming(message.topic, bytes(payload), message.retain, message.dup, mid))
+
+    def disconnect_now(self) -> None:
+        """A normal DISCONNECT (the broker drops the Will); the message loop then ends."""
+        self._client.disconnect()
 
     @property
     def mqtt5(self) -> bool:

@@ -32,7 +32,7 @@ import collections
 import contextlib
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiomqtt
@@ -47,7 +47,7 @@ from ..aio import raise_if_cancelling
 from ..backoff import Backoff
 from ..config import BrokerConfig
 from ..jsontext import MAX_PAYLOAD_BYTES
-from .client import Client
+from .client import Client, tls_context
 from .filters import Filters
 from .inbox import Inbox
 from .messages import Incoming, Outgoing
@@ -98,19 +98,6 @@ class SessionTakenOver(Exception):
     """Another client connected with this link's client id."""
 
 
-def _tls_context(cfg: BrokerConfig) -> ssl.SSLContext | None:
-    tls = cfg.tls
-    if not tls.enabled:
-        return None
-    context = ssl.create_default_context(cafile=tls.ca_file)
-    if tls.cert_file:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
-    if tls.insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 class BrokerLink:
     def __init__(
         self,
@@ -155,6 +142,13 @@ class BrokerLink:
         self.published = 0
         self.last_error: str | None = None
         self.on_connect: list[Callable[[], None]] = []
+        # run before the first session until it returns True (see run())
+        self.prepare: Callable[[], Awaitable[bool]] | None = None
+        self._prepared = False
+        # asked before reconnecting after a disconnect nobody explained; False: pause
+        self.may_reconnect: Callable[[], Awaitable[bool]] | None = None
+        self._serving = asyncio.Event()
+        self._serving.set()
         if state_topic:
             self.subscribe(state_topic, self._on_own_state)
 
@@ -238,6 +232,11 @@ class BrokerLink:
         """Connect, serve and reconnect for ever (cancel to stop)."""
         self._tasks: set[asyncio.Task[None]] = set()
         while True:
+            await self._serving.wait()
+            if self.prepare is not None and not self._prepared:
+                # before the first session: what must be settled before a queued command
+                # is handled (the read-back of the bridge's retained state)
+                self._prepared = await self.prepare()
             try:
                 await self._session()
             except SessionTakenOver:
@@ -251,9 +250,10 @@ class BrokerLink:
                     message="another client connected with this client id (another "
                     "goe-bridge on the same base topic?); not reconnecting",
                 )
+                self._serving.clear()  # never fight over the session; resume() to serve
                 for callback in list(self.on_taken_over):
                     callback()
-                await asyncio.Event().wait()  # never fight over the session
+                continue
             except MqttConnectError as exc:
                 raise_if_cancelling()
                 self.last_error = str(exc)
@@ -269,8 +269,12 @@ class BrokerLink:
                     # no CONNACK at all: a 3.1.1-only broker may ignore an MQTT 5 CONNECT
                     # (amqtt does); the next attempt tries the other version
                     self._try_other_protocol(refused=False)
+            was_connected = self.connected.is_set()
             self.connected.clear()
             self._client = None
+            if not self._serving.is_set():
+                log.info("mqtt.paused", broker=self.name)
+                continue
             delay = self.backoff.failure()
             log.warning(
                 "mqtt.disconnected",
@@ -281,6 +285,24 @@ class BrokerLink:
                 retry_in_s=round(delay, 1),
             )
             await asyncio.sleep(delay)
+            if was_connected and self.may_reconnect is not None and not await self.may_reconnect():
+                self._serving.clear()
+
+    def pause(self) -> None:
+        """Stop serving: disconnect (a normal DISCONNECT: no Last Will, no `offline`) and do
+        not reconnect until resume(). Another bridge serves (arbitration.py)."""
+        self._serving.clear()
+        client = self._client
+        if client is not None:
+            client.disconnect_now()
+
+    def resume(self) -> None:
+        self.taken_over = False
+        self._serving.set()
+
+    @property
+    def serving(self) -> bool:
+        return self._serving.is_set()
 
     def _spawn(self, coro: Any, what: str) -> None:
         # kept until done: a task nobody references can be collected mid-flight
@@ -327,7 +349,7 @@ class BrokerLink:
             "keepalive": cfg.keepalive_s,
             "protocol": self.protocol,
             "will": will,
-            "tls_context": _tls_context(cfg),
+            "tls_context": tls_context(cfg),
             "timeout": 10,
             "socket_options": NO_DELAY,
             **self._session_args(),

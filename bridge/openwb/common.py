@@ -8,8 +8,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import jsontext, logs
+from ..config import ChargerConfig
 from ..control.base import Controller
-from ..goe.model import ChargerStatus, WireValue
+from ..goe.model import ChargerStatus, Target, WireValue
 from ..mqtt.link import BrokerLink
 from . import mapping
 
@@ -95,19 +96,23 @@ class OpenWBController(Controller):
 
     def __init__(
         self,
-        *args: Any,
+        charger: ChargerConfig,
+        *,
+        on_target: Callable[[Target | None], None],
+        on_state: Callable[[Mapping[str, Any]], None],
         link: BrokerLink,
+        phase_switch_wait: Callable[[], float | None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        **kwargs: Any,
     ) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(charger, on_target=on_target, on_state=on_state, clock=clock)
         self.link = link
         self.wall_clock = wall_clock
         self.unreachable: str | None = "no status yet"
         self.rejected = 0
         self.map_state = mapping.MappingState()
-        # set by the runtime: how long a requested phase switch still waits (rate guard)
-        self.phase_switch_wait: Callable[[], float | None] = lambda: None
+        # how long a requested phase switch still waits for the rate guard
+        self.phase_switch_wait = phase_switch_wait
         # the phase count being switched to, while the switch runs
         self.switching_to: int | None = None
         log.warning(

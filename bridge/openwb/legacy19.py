@@ -29,6 +29,9 @@ class OpenWB19(OpenWBController):
         self.in_topic = f"openWB/lp/{lp}/AConfigured"
         self.out_prefix = f"openWB/set/lp/{lp}"
         self.current: float | None = None
+
+    def start(self) -> None:
+        super().start()
         self.link.subscribe(self.in_topic, self._on_current, latest_only=True)
         self.link.subscribe(f"{self.out_prefix}/+", self._on_cleared)
 
@@ -45,19 +48,24 @@ class OpenWB19(OpenWBController):
             self.reject(topic, payload, f"{current:g} A is outside 0..32")
             return
         self.current = current
-        self._update()
+        self._update(live=not retain)
 
     def _on_cleared(self, topic: str, payload: bytes, retain: bool) -> None:
         if payload == b"" and self.current is not None:
             # openWB's mqttsub handled one of our values: it is alive
-            self._update()
+            self._update(live=True)
 
-    def _update(self) -> None:
+    def _update(self, *, live: bool) -> None:
+        """`live`: a new message from openWB (see OpenWBMqttChargepoint._update: its retained
+        `AConfigured`, delivered again on every reconnect, is no sign of life)."""
         assert self.current is not None
-        if self.current >= 6:
-            self.heard(Target(allow=True, current_a=self.current))
+        target = (
+            Target(allow=True, current_a=self.current) if self.current >= 6 else Target(allow=False)
+        )
+        if live:
+            self.heard(target)
         else:
-            self.heard(Target(allow=False))
+            self.restored(target)
 
     def publish_values(self) -> None:
         for key, text in mapping.legacy19_values(self.status, self.unreachable).items():

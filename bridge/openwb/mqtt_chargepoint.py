@@ -36,6 +36,9 @@ class OpenWBMqttChargepoint(OpenWBController):
             self.rfid_topic = f"openWB/mqtt/chargepoint/{cp}/get/rfid"
         self.current: float | None = None
         self.phases: int | None = None
+
+    def start(self) -> None:
+        super().start()
         self.link.subscribe(f"{self.in_prefix}/current", self._on_current, latest_only=True)
         self.link.subscribe(f"{self.in_prefix}/phases_to_use", self._on_phases, latest_only=True)
         self.link.subscribe(self.rfid_topic, self._on_rfid)
@@ -50,7 +53,7 @@ class OpenWBMqttChargepoint(OpenWBController):
             self.reject(topic, payload, str(exc))
             return
         self.current = current
-        self._update()
+        self._update(live=not retain)
 
     def _on_phases(self, topic: str, payload: bytes, retain: bool) -> None:
         if not payload:
@@ -71,7 +74,7 @@ class OpenWBMqttChargepoint(OpenWBController):
         # the plug state is held only once `psm` is written (on_charger_write).
         self.phases = phases
         if self.current is not None:
-            self._update()
+            self._update(live=not retain)
 
     def _on_rfid(self, topic: str, payload: bytes, retain: bool) -> None:
         # openWB clears a scanned tag by publishing "" here (clear_rfid in
@@ -79,13 +82,19 @@ class OpenWBMqttChargepoint(OpenWBController):
         if payload in (b"", b'""', b"null"):
             mapping.clear_rfid(self.map_state)
 
-    def _update(self) -> None:
+    def _update(self, *, live: bool) -> None:
+        """`live`: a new message from openWB. openWB's retained set point, delivered again on
+        every reconnect, is its last intent but no sign of life (a link flapping every few
+        seconds must not keep the failsafe away while openWB is gone)."""
         assert self.current is not None
         if self.current >= 6:
             target = Target(allow=True, current_a=self.current, phases=self.phases)
         else:
             target = Target(allow=False, phases=self.phases)
-        self.heard(target)
+        if live:
+            self.heard(target)
+        else:
+            self.restored(target)
 
     def publish_values(self) -> None:
         values = mapping.chargepoint_values(

@@ -47,7 +47,6 @@ class OpenWBSecondary(OpenWBController):
         # monotonic time a heartbeat with a new value last arrived; the grace period for a
         # resumed heartbeat starts when the adapter starts
         self.heartbeat_changed_at: float | None = None
-        self.started_at = self.clock()
         self.future_heartbeats = 0
         self.parent_ip: str | None = None
         self.set_current = 0.0
@@ -60,9 +59,18 @@ class OpenWBSecondary(OpenWBController):
         self.values = RetainedValues(self.link.publish)
         # the accepted set values, republished without `set/` (see _on_set)
         self.kept: dict[str, str] = {}
-        self.link.add_replay(lambda: [*self.kept.items(), *self.values.replay()])
         self.get_prefix = f"openWB/internal_chargepoint/{self.duo}/get"
         self.data_prefix = f"openWB/internal_chargepoint/{self.duo}/data"
+        # our own retained state, to resume after a restart; dropped once resumed (run)
+        self._resume_subscriptions: list[tuple[str, Any]] = [
+            ("openWB/internal_chargepoint/global_data", self._on_resume),
+            (f"{self.data_prefix}/+", self._on_resume),
+            (f"{self.get_prefix}/phases_in_use", self._on_resume_phases),
+        ]
+
+    def start(self) -> None:
+        super().start()
+        self.link.add_replay(lambda: [*self.kept.items(), *self.values.replay()])
         sub = self.link.subscribe
         sub(
             "openWB/set/internal_chargepoint/global_data",
@@ -80,12 +88,6 @@ class OpenWBSecondary(OpenWBController):
             "openWB/set/internal_chargepoint/last_tag", self._on_set, command=True, latest_only=True
         )
         sub("openWB/set/isss/#", self._on_isss, command=True)
-        # our own retained state, to resume after a restart; dropped once resumed (run)
-        self._resume_subscriptions: list[tuple[str, Any]] = [
-            ("openWB/internal_chargepoint/global_data", self._on_resume),
-            (f"{self.data_prefix}/+", self._on_resume),
-            (f"{self.get_prefix}/phases_in_use", self._on_resume_phases),
-        ]
         for pattern, handler in self._resume_subscriptions:
             sub(pattern, handler)
 

@@ -277,35 +277,64 @@ def node_id(charger_id: str) -> str:
     return f"{BRIDGE_NODE}_{charger_id}".replace("-", "_").replace(".", "_")
 
 
+def bridge_node(base: str) -> str:
+    """The bridge's own device: one per base topic, so bridges that share a broker and a
+    discovery prefix (each with its own base topic) have a device each. The default base
+    keeps the plain id it always had."""
+    if base == "goe":
+        return BRIDGE_NODE
+    return f"{BRIDGE_NODE}_{base}".replace("-", "_").replace(".", "_").replace("/", "_")
+
+
+def owned_by(payload: bytes, base: str) -> bool:
+    """A retained device config this bridge (its base topic) announced: its availability,
+    or the bridge device's state, is `<base>/bridge/state`."""
+    try:
+        config = json.loads(payload)
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(config, dict):
+        return False
+    state = bridge_state_topic(base)
+    for entry in config.get("availability") or ():
+        if isinstance(entry, dict) and entry.get("topic") == state:
+            return True
+    cmps = config.get("cmps")
+    if isinstance(cmps, dict):
+        return any(isinstance(c, dict) and c.get("state_topic") == state for c in cmps.values())
+    return False
+
+
 def config_topic(prefix: str, node: str) -> str:
     return f"{prefix}/device/{node}/config"
 
 
 def bridge_config(prefix: str, base: str) -> tuple[str, str]:
+    node = bridge_node(base)
     payload = {
         "dev": {
-            "ids": [BRIDGE_NODE],
-            "name": "goe-bridge",
+            "ids": [node],
+            "name": "goe-bridge" if base == "goe" else f"goe-bridge ({base})",
             "mf": "goe-bridge",
             "mdl": "go-e ↔ MQTT bridge",
             "sw": __version__,
         },
         "o": {"name": "goe-bridge", "sw": __version__},
         "cmps": {
-            f"{BRIDGE_NODE}_state": {
+            f"{node}_state": {
                 "p": "binary_sensor",
                 "device_class": "connectivity",
                 "name": "Bridge",
                 "state_topic": bridge_state_topic(base),
                 "payload_on": "online",
                 "payload_off": "offline",
-                "unique_id": f"{BRIDGE_NODE}_state",
+                "unique_id": f"{node}_state",
                 "entity_category": "diagnostic",
             }
         },
         "qos": 1,
     }
-    return config_topic(prefix, BRIDGE_NODE), json.dumps(payload, ensure_ascii=False)
+    return config_topic(prefix, node), json.dumps(payload, ensure_ascii=False)
 
 
 def charger_config(
@@ -331,7 +360,7 @@ def charger_config(
         "name": f"go-e {topics.charger}",
         "mf": "go-e",
         "mdl": (status.hardware if status and status.hardware else "go-eCharger"),
-        "via_device": BRIDGE_NODE,
+        "via_device": bridge_node(topics.base),
     }
     if status and status.firmware:
         device["sw"] = status.firmware

@@ -106,6 +106,10 @@ class Topics:
     def result(self) -> str:
         return f"{self.root}/result"
 
+    @property
+    def memory(self) -> str:
+        return f"{self.root}/memory"
+
 
 def bridge_state_topic(base: str) -> str:
     return f"{base}/bridge/state"
@@ -189,6 +193,13 @@ class FieldPublisher:
                     self._raw_sent[key] = text
                     out.append((self.topics.raw(key), text))
         return out
+
+    def sent(self, name: str) -> Any:
+        """The value last published for a field (None: not published, or cleared)."""
+        return self._sent.get(name)
+
+    def raw_sent(self, key: str) -> str | None:
+        return self._raw_sent.get(key)
 
     def replay(self) -> list[tuple[str, str]]:
         """Every field as last published (a cleared one as a clear), for a broker that may

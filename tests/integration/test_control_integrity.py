@@ -13,7 +13,7 @@ import pytest
 
 from bridge.goe.model import ApiVersion
 from bridge.mqtt.messages import Incoming
-from bridge.service import EXIT_DUPLICATE, Bridge
+from bridge.service import Bridge
 from bridge.simulator.charger import Car, SimCharger
 from bridge.simulator.http import HttpFrontend
 from tests.bridge_helpers import http_charger, make_config, running_bridge
@@ -114,7 +114,7 @@ async def start(cfg: Any) -> tuple[Bridge, asyncio.Task[int]]:
 
 
 @pytest.mark.parametrize("same_client_id", [True, False], ids=["same-client-id", "own-client-ids"])
-async def test_two_bridges_on_one_config_the_older_steps_aside(
+async def test_two_bridges_on_one_config_the_older_stands_by(
     mosquitto: Any, base_topic: str, charging_sim: Any, same_client_id: bool
 ) -> None:
     sim, fe = charging_sim
@@ -128,8 +128,8 @@ async def test_two_bridges_on_one_config_the_older_steps_aside(
                 link.client_id += "-old"
         new, new_task = await start(cfg)
         try:
-            assert await asyncio.wait_for(old_task, 20) == EXIT_DUPLICATE
-            assert old.stepped_aside and not new.stepped_aside
+            await until(lambda: old.standing_by, what="the older one stands by")
+            assert not new.standing_by and not old_task.done()
             writes = len(sim.writes)
             await probe.publish(f"{root}/current_limit_a/set", "11")
             await until(lambda: sim.amp == 11, what="the new bridge writes")
@@ -139,9 +139,18 @@ async def test_two_bridges_on_one_config_the_older_steps_aside(
                                         None) == "online", what="state online")  # fmt: skip
             await asyncio.sleep(1)
             assert probe.last(f"{base_topic}/bridge/state").payload == "online"
+            assert old.standing_by
+            # the one standing by says nothing on its way out: the state stays the other's
+            old.request_stop()
+            assert await asyncio.wait_for(old_task, 15) == 0
+            await asyncio.sleep(0.5)
+            assert probe.last(f"{base_topic}/bridge/state").payload == "online"
+            assert probe.last(f"{root}/availability").payload == "online"
         finally:
+            old.request_stop()
             new.request_stop()
             assert await asyncio.wait_for(new_task, 15) == 0
+            await asyncio.wait_for(old_task, 15)
 
 
 async def test_a_command_already_handled_is_never_applied_again(

@@ -94,7 +94,7 @@ async def test_unreachable_at_start_announces_nothing_then_what_the_charger_has(
             Probe(mosquitto.host, mosquitto.port, "homeassistant/#") as probe,
             running_bridge(cfg),
         ):
-            await probe.wait_for("homeassistant/device/goe_bridge/config")
+            await probe.wait_for(f"homeassistant/device/goe_bridge_{base_topic}/config")
             await asyncio.sleep(1.5)
             assert probe.values(config_topic("u")) == []  # nothing invented
             sim.clear_faults()
@@ -175,7 +175,9 @@ async def test_home_assistant_coming_online_gets_the_discovery_again(
             await probe.publish("homeassistant/status", "online")  # HA restarted
             again = await last_document(probe, "h", since=since)
             assert again == first
-            await probe.wait_for("homeassistant/device/goe_bridge/config", since=since)
+            await probe.wait_for(
+                f"homeassistant/device/goe_bridge_{base_topic}/config", since=since
+            )
 
 
 async def test_a_broker_that_lost_everything_gets_the_device_configs_again(
@@ -198,4 +200,4 @@ async def test_a_broker_that_lost_everything_gets_the_device_configs_again(
                 # a new subscriber gets what the broker holds as retained
                 async with Probe(broker.host, broker.port, "homeassistant/#") as probe:
                     assert await last_document(probe, "r") == first
-                    await probe.wait_for("homeassistant/device/goe_bridge/config")
+                    await probe.wait_for(f"homeassistant/device/goe_bridge_{base_topic}/config")

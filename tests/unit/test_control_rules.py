@@ -372,15 +372,17 @@ async def test_a_poke_reads_again_at_once_also_during_a_poll() -> None:
     assert task.cancelled()
 
 
-def test_a_fleet_starts_spread_a_home_within_its_first_interval() -> None:
-    """A charger's start costs ten polls of CPU (bench/floor.py): a few chargers start within
-    their first interval as before; a fleet over several, at most one start per
-    START_SPACING_S on average, and the polls' phases stay evenly spread."""
+def test_a_fleet_starts_spread_a_home_at_once() -> None:
+    """A charger's start costs ten polls of CPU (bench/floor.py): at most one start per
+    START_SPACING_S, a fleet over as many intervals as it needs with the polls' phases evenly
+    spread, a few chargers at once whatever their intervals (a go-e cloud v1 charger polls
+    every 120 s: its first data must not wait for 60 s)."""
     from bridge.service import START_SPACING_S, start_offsets
 
     assert start_offsets([5.0]) == [0.0]
-    assert start_offsets([5.0, 5.0]) == [0.0, 2.5]
-    assert start_offsets([1.0, 30.0]) == [0.0, 15.0]  # each within its own first interval
+    assert start_offsets([5.0, 5.0]) == [0.0, START_SPACING_S]
+    assert start_offsets([1.0, 30.0]) == [0.0, START_SPACING_S]
+    assert start_offsets([5.0, 120.0]) == [0.0, START_SPACING_S]
     fleet = start_offsets([5.0] * 500)
     assert fleet == sorted(fleet) and fleet[-1] < 500 * START_SPACING_S
     per_window = max(sum(1 for t in fleet if w <= t < w + 5) for w in range(0, 50))

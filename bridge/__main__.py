@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--speed", type=float, default=1.0, help="run the scripted scenario this much faster"
     )
+    p.add_argument(
+        "--broker",
+        choices=("auto", "mosquitto", "amqtt"),
+        default="auto",
+        help="the embedded broker (auto: mosquitto when installed, else amqtt)",
+    )
 
     p = sub.add_parser(
         "health", help="exit 0 if the running bridge is healthy (for Docker HEALTHCHECK)"
@@ -434,7 +440,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import demo
 
-    return demo.main(api=args.api, duration=args.duration, speed=args.speed)
+    return demo.main(api=args.api, duration=args.duration, speed=args.speed, broker=args.broker)
 
 
 def cmd_health(args: argparse.Namespace) -> int:

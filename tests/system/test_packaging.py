@@ -47,27 +47,6 @@ def contract_topic(topic: str, base: str = "goe") -> bool:
     return False
 
 
-def test_node_red_flow_parses_and_uses_only_contract_topics() -> None:
-    flow = json.loads((ROOT / "examples/node-red/goe-bridge-flow.json").read_text())
-    mqtt = [n for n in flow if n["type"] in ("mqtt in", "mqtt out")]
-    assert {n["type"] for n in mqtt} == {"mqtt in", "mqtt out"}
-    for node in mqtt:
-        assert contract_topic(node["topic"]), node["topic"]
-        assert node["broker"] in {n["id"] for n in flow if n["type"] == "mqtt-broker"}
-    topics = {n["topic"] for n in mqtt}
-    assert {
-        "goe/garage/power_w",
-        "goe/garage/car_state",
-        "goe/garage/current_limit_a/set",
-        "goe/bridge/state",  # gates the retained per-charger availability
-    } <= topics
-    # every wire points at a node of the flow
-    ids = {n["id"] for n in flow}
-    for node in flow:
-        for outputs in node.get("wires", []):
-            assert set(outputs) <= ids
-
-
 def test_compose_file() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.example.yml").read_text())
     services = compose["services"]

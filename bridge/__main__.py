@@ -79,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--options", default="/data/options.json", help="the add-on's options.json")
     p.add_argument("--mqtt", default="-", help="the Supervisor's MQTT service as JSON (- = stdin)")
 
+    p = sub.add_parser(
+        "addon-run",
+        help="the Home Assistant add-on: its options and the Supervisor's MQTT broker → run",
+    )
+    p.add_argument("--options", default="/data/options.json", help="the add-on's options.json")
+    p.add_argument(
+        "--supervisor", default=None, help="the Supervisor's API (default: http://supervisor)"
+    )
+
     p = sub.add_parser("decode", help="decode a go-e status payload (JSON) into SI fields")
     p.add_argument("file", help="a JSON file, or - for standard input")
     p.add_argument("--api", choices=("auto", "v1", "v2"), default="auto")
@@ -549,6 +558,37 @@ def cmd_addon_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_addon_run(args: argparse.Namespace) -> int:
+    """The add-on's entry point (config.json, the Dockerfile's add-on stage): no shell script,
+    no temporary file holding the broker's password."""
+    import os
+
+    from . import addon, service
+
+    try:
+        options = json.loads(Path(args.options).read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"add-on: cannot read the options {args.options}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not isinstance(options, dict):
+        print(f"add-on: {args.options} is not a JSON object", file=sys.stderr)
+        return EXIT_CONFIG
+    token = os.environ.get("SUPERVISOR_TOKEN", "")
+    try:
+        mqtt = addon.supervisor_mqtt(args.supervisor or addon.SUPERVISOR_URL, token)
+    except addon.AddonError as exc:
+        print(f"add-on: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        cfg = config.from_data(addon.config_from_options(options, mqtt), env={})
+    except config.ConfigError as exc:
+        print("add-on: please fix these options:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {addon.option_path(problem)}", file=sys.stderr)
+        return EXIT_CONFIG
+    return service.main(cfg)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config_or_exit(args.config)
     from . import service
@@ -595,6 +635,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "check-config": cmd_check_config,
     "addon-config": cmd_addon_config,
+    "addon-run": cmd_addon_run,
     "decode": cmd_decode,
     "probe": cmd_probe,
     "simulate": cmd_simulate,
@@ -603,7 +644,7 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command not in ("run", "demo", "health"):
+    if args.command not in ("run", "demo", "health", "addon-run"):
         logs.setup("warning", "console")
     with contextlib.suppress(KeyboardInterrupt):
         return COMMANDS[args.command](args)

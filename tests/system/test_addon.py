@@ -1,7 +1,9 @@
-"""The Home Assistant add-on (home-assistant-addon/goe-bridge): its config.yaml follows the
-add-on configuration rules and its default options pass its own schema; the options and the
-Supervisor's MQTT service become a config the bridge accepts, through the real CLI. The image
-itself is built by the Supervisor and cannot be built here."""
+"""The Home Assistant add-on (config.json at the repository root, built from the Dockerfile's
+add-on stage): its config follows the add-on configuration rules and its default options pass
+its own schema; the options and the Supervisor's MQTT service become a config the bridge
+accepts, through the real CLI; `addon-run` against a stand-in for the Supervisor's REST API; the
+local add-on folder `./dev addon-folder` writes. No Docker engine runs here: the image itself
+is not built (the build stage is reproduced in a venv, tests/system/test_packaging.py)."""
 
 from __future__ import annotations
 
@@ -19,14 +21,14 @@ from bridge import config
 from tests.conftest import ROOT
 from tests.system.test_cli import goe_bridge
 
-ADDON = ROOT / "home-assistant-addon" / "goe-bridge"
+ADDON = ROOT  # the repository is the add-on folder (the Supervisor builds its Dockerfile)
 # https://developers.home-assistant.io/docs/add-ons/configuration: required keys and arches
 REQUIRED = ("name", "version", "slug", "description", "arch")
 ARCHES = {"aarch64", "amd64", "armv7", "armhf", "i386"}
 
 
 def addon_config() -> dict[str, Any]:
-    return yaml.safe_load((ADDON / "config.yaml").read_text())
+    return json.loads((ADDON / "config.json").read_text())
 
 
 def check(schema: Any, value: Any, path: str = "options") -> list[str]:
@@ -82,14 +84,25 @@ def test_addon_config_follows_the_add_on_rules() -> None:
     assert "mqtt:need" in cfg["services"]
     assert check(cfg["schema"], cfg["options"]) == []
     assert check(cfg["schema"], {**cfg["options"], "max_current_a": 40}) != []  # it can fail
-    build = yaml.safe_load((ADDON / "build.yaml").read_text())
-    assert set(build["build_from"]) == set(cfg["arch"])
+    assert "url" not in cfg  # no page to point at (there is no public repository URL)
     dockerfile = (ADDON / "Dockerfile").read_text()
-    assert "ARG BUILD_FROM" in dockerfile and "FROM ${BUILD_FROM}" in dockerfile
+    # the Supervisor passes BUILD_ARCH (supervisor/apps/build.py), which selects the add-on
+    assert 'ARG BUILD_ARCH=""' in dockerfile
+    assert dockerfile.rstrip().endswith("FROM ${BUILD_ARCH:+addon-}image")
+    addon_stage = dockerfile.split("AS addon-image", 1)[1]
+    assert 'CMD ["addon-run"]' in addon_stage and "USER root" in addon_stage
+    assert not list(ADDON.glob("Dockerfile.*"))  # would take precedence for the Supervisor
     translations = yaml.safe_load((ADDON / "translations" / "en.yaml").read_text())
     assert set(translations["configuration"]) == set(cfg["schema"])
-    subprocess.run(["bash", "-n", str(ADDON / "run.sh")], check=True)
-    assert (ROOT / "home-assistant-addon" / "repository.yaml").exists()
+    repository = yaml.safe_load((ROOT / "repository.yaml").read_text())
+    assert repository["name"] and "url" not in repository
+    # the Supervisor finds add-ons by `**/config.{json,yaml,yml}` (supervisor/store/data.py):
+    # only this one may be in the repository
+    found = [p for p in ROOT.glob("**/config.*") if p.suffix in (".json", ".yaml", ".yml")
+             and not any(part.startswith(".") for part in p.relative_to(ROOT).parts)]  # fmt: skip
+    tracked = subprocess.run(["git", "ls-files", "--", *map(str, found)], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert sorted(tracked) == ["config.example.yaml", "config.json"]
 
 
 def addon_run(

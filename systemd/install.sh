@@ -58,6 +58,10 @@ if [ -n "$DESTDIR" ]; then
     done
 fi
 say "installed goe-bridge $("$VENV/bin/python" -m bridge --version | cut -d' ' -f2) into $VENV"
+# the guides beside it, where the unit's Documentation= points
+mkdir -p "$VENV/share/doc/goe-bridge"
+cp "$SRC/README.md" "$SRC/config.example.yaml" "$VENV/share/doc/goe-bridge/"
+cp -r "$SRC/docs" "$VENV/share/doc/goe-bridge/"
 
 # 3. the config: never overwritten
 mkdir -p "$ETC"

@@ -103,3 +103,16 @@ def test_the_first_dev_demo_installs_only_what_the_demo_needs(tmp_path: Path) ->
     assert not (venv_bin / "pytest").exists() and not (venv_bin / "mypy").exists()
     check = run(venv_bin / "python", "-c", "import amqtt")
     assert check.returncode == 0, check.stderr
+
+
+def test_no_url_points_at_a_page_that_does_not_exist() -> None:
+    """goe-bridge has no public page yet (docs/release.md): no PyPI project page, no made-up
+    repository URL in what ships."""
+    tracked = run("git", "ls-files").stdout.split()
+    for name in tracked:
+        path = ROOT / name
+        if name.startswith("tests/") or not path.is_file() or path.suffix in (".gz", ".png"):
+            continue
+        text = path.read_text("utf-8", errors="replace")
+        assert "pypi.org/project/goe-bridge" not in text, name
+        assert "github.com/goe-bridge" not in text and "/goe-bridge.git" not in text, name

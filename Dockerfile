@@ -1,6 +1,9 @@
 # goe-bridge: go-e EV chargers <-> MQTT.
 # Build for several architectures (Raspberry Pi included), see docs/docker.md:
 #   docker buildx build --platform linux/amd64,linux/arm64,linux/arm/v7 -t goe-bridge .
+# The same file builds the Home Assistant add-on (config.json beside it): the Supervisor
+# passes BUILD_ARCH, which selects the add-on stage at the end.
+ARG BUILD_ARCH=""
 
 FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
@@ -14,7 +17,7 @@ RUN /opt/goe-bridge/bin/pip install .
 RUN /opt/goe-bridge/bin/python -m pip uninstall --yes pip setuptools
 RUN /opt/goe-bridge/bin/python -m compileall -q /opt/goe-bridge
 
-FROM python:3.11-slim
+FROM python:3.11-slim AS image
 LABEL org.opencontainers.image.title="goe-bridge" \
       org.opencontainers.image.description="Connects go-e EV chargers to MQTT (Home Assistant, ioBroker, Node-RED, openWB)" \
       org.opencontainers.image.licenses="MIT" \
@@ -39,3 +42,14 @@ HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["goe-bridge", "health", "http://127.0.0.1:8080/healthz", "--quiet"]
 ENTRYPOINT ["goe-bridge"]
 CMD ["run", "-c", "/config/config.yaml"]
+
+# The Home Assistant add-on: the same image, run as root as add-ons are (the Supervisor's
+# /data/options.json belongs to root); its options and the Supervisor's MQTT broker are the
+# config. The Supervisor watches the add-on itself.
+FROM image AS addon-image
+USER root
+HEALTHCHECK NONE
+CMD ["addon-run"]
+
+# `docker build`: the image; the Supervisor (BUILD_ARCH set): the add-on
+FROM ${BUILD_ARCH:+addon-}image

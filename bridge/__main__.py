@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -44,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--speed", type=float, default=1.0, help="run the scripted scenario this much faster"
     )
+    p.add_argument(
+        "--broker",
+        choices=("auto", "mosquitto", "amqtt"),
+        default="auto",
+        help="the embedded broker (auto: mosquitto when installed, else amqtt)",
+    )
 
     p = sub.add_parser(
         "health", help="exit 0 if the running bridge is healthy (for Docker HEALTHCHECK)"
@@ -54,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a config file and print it normalized")
     _add_config_arg(p)
+    p.add_argument(
+        "--user",
+        help="check as this user, the one the service runs as: every file the config names "
+        "must be readable for it (default, as root: the User= of the installed "
+        "goe-bridge.service when it runs this config file)",
+    )
 
     p = sub.add_parser(
         "addon-config",
@@ -61,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--options", default="/data/options.json", help="the add-on's options.json")
     p.add_argument("--mqtt", default="-", help="the Supervisor's MQTT service as JSON (- = stdin)")
+
+    p = sub.add_parser(
+        "addon-run",
+        help="the Home Assistant add-on: its options and the Supervisor's MQTT broker → run",
+    )
+    p.add_argument("--options", default="/data/options.json", help="the add-on's options.json")
+    p.add_argument(
+        "--supervisor", default=None, help="the Supervisor's API (default: http://supervisor)"
+    )
 
     p = sub.add_parser("decode", help="decode a go-e status payload (JSON) into SI fields")
     p.add_argument("file", help="a JSON file, or - for standard input")
@@ -136,7 +159,8 @@ def load_config_or_exit(path: str | None) -> config.Config:
     try:
         if (path is None or not Path(path).exists()) and config.has_env_config(os.environ):
             # the simple case from `docker run -e GOE_BRIDGE__…` alone
-            print(f"no config file at {path}: the config comes from the environment "
+            where = f"at {path}" if path else "(no ./config.yaml or /etc/goe-bridge/config.yaml)"
+            print(f"no config file {where}: the config comes from the environment "
                   "(GOE_BRIDGE__… variables)", file=sys.stderr)  # fmt: skip
             path = "environment"
             return config.from_environment(os.environ)
@@ -149,21 +173,129 @@ def load_config_or_exit(path: str | None) -> config.Config:
             raise SystemExit(EXIT_CONFIG)
         return config.load(path)
     except config.ConfigError as exc:
-        print(f"{path}: {len(exc.problems)} problem(s):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        _print_problems(path or "config", exc.problems)
         raise SystemExit(EXIT_CONFIG) from None
 
 
-# --------------------------------------------------------------------------- commands
+def _print_problems(source: str, problems: Sequence[str]) -> None:
+    print(f"{source}: {len(problems)} problem(s):", file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+SERVICE_UNIT = Path("/etc/systemd/system/goe-bridge.service")
+
+
+def service_user(config_path: str, unit: Path = SERVICE_UNIT) -> str | None:
+    """The User= of the installed unit, if its ExecStart runs this config file."""
+    try:
+        text = unit.read_text("utf-8")
+    except OSError:
+        return None
+    user = None
+    runs_it = False
+    for line in text.splitlines():
+        key, _, value = line.strip().partition("=")
+        if key == "User":
+            user = value.strip()
+        elif key == "ExecStart":
+            wanted = Path(config_path).resolve()
+            for flag, arg in itertools.pairwise(value.split()):
+                if flag in ("-c", "--config") and Path(arg).resolve() == wanted:
+                    runs_it = True
+    return user if runs_it else None
+
+
+def _unreadable_files(cfg: config.Config) -> list[str]:
+    """Files the config names that are read only when the bridge connects (TLS): the secret
+    files were read while loading."""
+    problems = []
+    for name, broker in cfg.brokers.items():
+        for key in ("ca_file", "cert_file", "key_file"):
+            value = getattr(broker.tls, key)
+            if not value:
+                continue
+            try:
+                with open(value, "rb"):
+                    pass
+            except OSError as exc:
+                problems.append(f"brokers.{name}.tls.{key}: cannot read {value}: {exc.strerror}")
+    return problems
+
+
+def _check_as(user: str, args: argparse.Namespace) -> int:
+    """check-config as `user`, reading every file as the service will: a child process that
+    drops to the user's uid, gid and groups (no exec, so no file of the interpreter itself
+    needs to be readable for that user)."""
+    import grp
+    import os
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        print(f"error: there is no user {user!r} on this machine", file=sys.stderr)
+        return EXIT_CONFIG
+    if os.geteuid() != 0:
+        print(
+            f"error: only root can check as the user {user}: run "
+            f"sudo -u {user} goe-bridge check-config -c …",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    load_config_or_exit(args.config)  # as root first: problems that are not about access
+    groups = os.getgrouplist(user, entry.pw_gid)
+    names = ", ".join(grp.getgrgid(g).gr_name for g in groups)
+    print(f"checking as the user {user} (groups: {names})", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the caller
+        code = EXIT_ERROR
+        try:
+            os.setgroups(groups)
+            os.setgid(entry.pw_gid)
+            os.setuid(entry.pw_uid)
+            code = _check(args, user)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else EXIT_ERROR
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    import os
+    import pwd
+
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    user = args.user
+    path = args.config or default_config_path()
+    if user is None and os.geteuid() == 0 and path:
+        user = service_user(path)
+        if user:
+            print(f"{SERVICE_UNIT} runs {path} as the user {user}", file=sys.stderr)
+    if user and user != me:
+        return _check_as(user, args)
+    return _check(args, user)
+
+
+def _check(args: argparse.Namespace, user: str | None) -> int:
     cfg = load_config_or_exit(args.config)
+    problems = _unreadable_files(cfg)
+    if not cfg.chargers:
+        problems.append("chargers: no charger configured (see config.example.yaml)")
+    if problems:
+        _print_problems(cfg.source or "config", problems)
+        return EXIT_CONFIG
     for warning in cfg.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(json.dumps(config.normalized(cfg), indent=2))
-    print(f"{cfg.source}: OK, {len(cfg.chargers)} charger(s)", file=sys.stderr)
+    who = f" for the user {user}" if user else ""
+    print(f"{cfg.source}: OK{who}, {len(cfg.chargers)} charger(s)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -263,7 +395,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_ERROR
         except ChargerError as exc:
-            print(f"error: {args.url or args.cloud or args.mqtt}: {exc}", file=sys.stderr)
+            # aiohttp names the TLS context it would have used ("ssl:default") even for http
+            reason = re.sub(r" ssl:\S+", "", str(exc))
+            print(f"error: {args.url or args.cloud or args.mqtt}: {reason}", file=sys.stderr)
             return EXIT_ERROR
         finally:
             if transport is not None:
@@ -417,6 +551,37 @@ def cmd_addon_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_addon_run(args: argparse.Namespace) -> int:
+    """The add-on's entry point (config.json, the Dockerfile's add-on stage): no shell script,
+    no temporary file holding the broker's password."""
+    import os
+
+    from . import addon, service
+
+    try:
+        options = json.loads(Path(args.options).read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"add-on: cannot read the options {args.options}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not isinstance(options, dict):
+        print(f"add-on: {args.options} is not a JSON object", file=sys.stderr)
+        return EXIT_CONFIG
+    token = os.environ.get("SUPERVISOR_TOKEN", "")
+    try:
+        mqtt = addon.supervisor_mqtt(args.supervisor or addon.SUPERVISOR_URL, token)
+    except addon.AddonError as exc:
+        print(f"add-on: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        cfg = config.from_data(addon.config_from_options(options, mqtt), env={})
+    except config.ConfigError as exc:
+        print("add-on: please fix these options:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {addon.option_path(problem)}", file=sys.stderr)
+        return EXIT_CONFIG
+    return service.main(cfg)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config_or_exit(args.config)
     from . import service
@@ -427,7 +592,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import demo
 
-    return demo.main(api=args.api, duration=args.duration, speed=args.speed)
+    return demo.main(api=args.api, duration=args.duration, speed=args.speed, broker=args.broker)
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -463,6 +628,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "check-config": cmd_check_config,
     "addon-config": cmd_addon_config,
+    "addon-run": cmd_addon_run,
     "decode": cmd_decode,
     "probe": cmd_probe,
     "simulate": cmd_simulate,
@@ -471,7 +637,7 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command not in ("run", "demo", "health"):
+    if args.command not in ("run", "demo", "health", "addon-run"):
         logs.setup("warning", "console")
     with contextlib.suppress(KeyboardInterrupt):
         return COMMANDS[args.command](args)

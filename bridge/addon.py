@@ -8,6 +8,9 @@ reads the files and validates the result with `config.from_data`.
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
@@ -62,3 +65,37 @@ def option_path(problem: str) -> str:
     for inner in (".connection.", ".limits.", ".control."):
         problem = problem.replace(inner, ".")
     return problem.replace("brokers.homeassistant.", "MQTT service: ")
+
+
+SUPERVISOR_URL = "http://supervisor"
+
+
+class AddonError(Exception):
+    """The add-on cannot start: said in its log, in the user's words."""
+
+
+def supervisor_mqtt(base_url: str, token: str, timeout_s: float = 10) -> dict[str, Any]:
+    """The broker the Supervisor hands over (`services: mqtt:need`): its REST API's
+    `GET /services/mqtt` (home-assistant/supervisor, supervisor/api/services.py), answered as
+    `{"result": "ok", "data": {host, port, ssl, protocol, username, password, ...}}`."""
+    request = urllib.request.Request(
+        f"{base_url.rstrip('/')}/services/mqtt", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("message") or exc.reason
+        except ValueError:
+            message = exc.reason
+        raise AddonError(
+            f"the Supervisor has no MQTT broker to give ({message}): install the Mosquitto "
+            "broker add-on, or set up the MQTT integration in Home Assistant"
+        ) from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise AddonError(f"cannot ask the Supervisor for the MQTT broker: {exc}") from None
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(data, dict) or not data.get("host"):
+        raise AddonError("the Supervisor's MQTT service named no broker")
+    return data

@@ -52,7 +52,9 @@ class Printer:
         print(f"{self._paint(stamp, '2')} {shown}", file=self.out, flush=True)
 
 
-def demo_config(broker_port: int, charger_port: int, protocol: str = "auto") -> config.Config:
+def demo_config(
+    broker_port: int, charger_port: int, protocol: str = "auto", speed: float = 1.0
+) -> config.Config:
     return config.from_data(
         {
             "log": {"level": "warning", "format": "console"},
@@ -70,7 +72,9 @@ def demo_config(broker_port: int, charger_port: int, protocol: str = "auto") -> 
                     "limits": {"max_current_a": 16},
                     "control": {
                         "source": "mqtt",
-                        "min_command_interval_s": 2,
+                        # go-e's recommended spacing, the default: the 16 A sent at 7 s
+                        # waits for 8 s, and the 12 A sent meanwhile replaces it
+                        "min_command_interval_s": 5 / speed,
                         "phase_switch_min_interval_s": 0,
                     },
                 }
@@ -93,7 +97,8 @@ async def watch(broker: EmbeddedBroker, printer: Printer) -> None:
                     count = len(json.loads(text).get("cmps", {}))
                 except (ValueError, AttributeError):
                     count = 0
-                printer.line(f"{topic}  (Home Assistant discovery, {count} entities)", "36")
+                noun = "entity" if count == 1 else "entities"
+                printer.line(f"{topic}  (Home Assistant discovery, {count} {noun})", "36")
             elif topic.endswith("/set"):
                 continue  # printed by the scenario
             elif topic.endswith("/result"):
@@ -125,9 +130,11 @@ async def scenario(broker: EmbeddedBroker, sim: SimCharger, printer: Printer, sp
         )
 
 
-async def run(api: str, duration: float | None, speed: float, out: TextIO) -> int:
+async def run(
+    api: str, duration: float | None, speed: float, out: TextIO, broker_kind: str = "auto"
+) -> int:
     printer = Printer(out, time.monotonic())
-    async with EmbeddedBroker() as broker:
+    async with EmbeddedBroker(kind=broker_kind) as broker:
         printer.line(f"embedded MQTT broker ({broker.kind}) on {broker.host}:{broker.port}", "35")
         sim = SimCharger(
             api=ApiVersion(api),
@@ -139,7 +146,7 @@ async def run(api: str, duration: float | None, speed: float, out: TextIO) -> in
             printer.line(f"go-e simulator (API {api}) on {frontend.url}", "35")
             # amqtt speaks MQTT 3.1.1 only (and does not answer an MQTT 5 CONNECT)
             protocol = "3.1.1" if broker.kind == "amqtt" else "auto"
-            bridge = service.Bridge(demo_config(broker.port, frontend.port, protocol))
+            bridge = service.Bridge(demo_config(broker.port, frontend.port, protocol, speed))
             printer.line(
                 f"bridge: charger '{CHARGER_ID}' → topics {BASE}/{CHARGER_ID}/…; "
                 "Ctrl-C ends the demo",
@@ -165,7 +172,9 @@ async def run(api: str, duration: float | None, speed: float, out: TextIO) -> in
     return code
 
 
-def main(api: str = "v2", duration: float | None = None, speed: float = 1.0) -> int:
+def main(
+    api: str = "v2", duration: float | None = None, speed: float = 1.0, broker: str = "auto"
+) -> int:
     logs.setup("warning", "console")
     out: Any = sys.stdout
-    return asyncio.run(run(api, duration, speed, out))
+    return asyncio.run(run(api, duration, speed, out, broker))

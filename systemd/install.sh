@@ -20,7 +20,7 @@ while [ $# -gt 0 ]; do
         --prefix) PREFIX=$2; shift 2 ;;
         --prefix=*) PREFIX=${1#--prefix=}; shift ;;
         --no-start) START=no; shift ;;
-        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
         *) echo "install.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -58,6 +58,10 @@ if [ -n "$DESTDIR" ]; then
     done
 fi
 say "installed goe-bridge $("$VENV/bin/python" -m bridge --version | cut -d' ' -f2) into $VENV"
+# the guides beside it, where the unit's Documentation= points
+mkdir -p "$VENV/share/doc/goe-bridge"
+cp "$SRC/README.md" "$SRC/config.example.yaml" "$VENV/share/doc/goe-bridge/"
+cp -r "$SRC/docs" "$VENV/share/doc/goe-bridge/"
 
 # 3. the config: never overwritten
 mkdir -p "$ETC"

@@ -39,17 +39,24 @@ async def wait_for_port(host: str, port: int, timeout_s: float = 10.0) -> None:
 
 
 class EmbeddedBroker:
-    def __init__(self, port: int | None = None, *, extra_config: str = "") -> None:
+    def __init__(
+        self, port: int | None = None, *, extra_config: str = "", kind: str = "auto"
+    ) -> None:
+        if kind not in ("auto", "mosquitto", "amqtt"):
+            raise ValueError(f"unknown broker kind {kind!r}: auto, mosquitto or amqtt")
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.extra_config = extra_config
+        self.wanted = kind
         self.kind = ""
         self._proc: asyncio.subprocess.Process | None = None
         self._amqtt: Any = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
     async def start(self) -> EmbeddedBroker:
-        binary = find_mosquitto()
+        binary = find_mosquitto() if self.wanted != "amqtt" else None
+        if self.wanted == "mosquitto" and binary is None:
+            raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
         if binary:
             self.kind = "mosquitto"
             self._dir = tempfile.TemporaryDirectory(prefix="goe-bridge-broker-")
@@ -64,7 +71,12 @@ class EmbeddedBroker:
                 str(conf),
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
+                # its own session: Ctrl-C in a terminal signals the whole foreground process
+                # group, and the broker must outlive the bridge's orderly `offline`
+                start_new_session=True,
             )
+            # mosquitto takes a moment to listen; a bare connect is harmless to it
+            await wait_for_port(self.host, self.port)
         else:
             try:
                 from amqtt.broker import Broker  # noqa: PLC0415 - optional (demo extra)
@@ -84,8 +96,9 @@ class EmbeddedBroker:
                     },
                 }
             )
+            # listening once start() returns; a probe connection without a CONNECT packet
+            # would be logged by amqtt as an error
             await self._amqtt.start()
-        await wait_for_port(self.host, self.port)
         return self
 
     async def stop(self) -> None:

@@ -215,3 +215,96 @@ def test_probe_mqtt_finds_the_simulated_charger(mosquitto: object) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_check_config_refuses_a_config_without_chargers(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    result = run("check-config", "-c", str(empty))
+    assert result.returncode == 2
+    assert "chargers: no charger configured" in result.stderr
+
+
+def test_check_config_from_the_environment_names_where_it_looked(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*goe_bridge(), "check-config"], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={**os.environ, "GOE_BRIDGE__BROKERS__HOME__HOST": "localhost",
+             "GOE_BRIDGE__CHARGERS__0__CONNECTION__HOST": "192.168.178.50"}, check=False,
+    )  # fmt: skip
+    if Path("/etc/goe-bridge/config.yaml").exists():
+        pytest.skip("this machine has /etc/goe-bridge/config.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "None" not in result.stderr
+    assert "no config file (no ./config.yaml or /etc/goe-bridge/config.yaml)" in result.stderr
+
+
+def test_check_config_names_an_unreadable_tls_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        f"brokers: {{home: {{host: localhost, tls: {{enabled: true, ca_file: {tmp_path}/ca.pem}}}}}}\n"
+        "chargers: [{id: g, connection: {type: http, host: 192.168.178.50}}]\n"
+    )
+    result = run("check-config", "-c", str(cfg))
+    assert result.returncode == 2
+    assert f"brokers.home.tls.ca_file: cannot read {tmp_path}/ca.pem: No such file" in result.stderr
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder every user can enter (pytest's tmp_path is private to root)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o755)
+        yield Path(tmp)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="checking as another user needs root")
+def test_check_config_as_the_service_user_finds_a_file_it_cannot_read(shared_dir: Path) -> None:
+    secret = shared_dir / "mqtt_password"
+    secret.write_text("0123secret\n")
+    secret.chmod(0o600)  # root's alone: the service user cannot read it
+    cfg = shared_dir / "config.yaml"
+    cfg.write_text(
+        f"brokers: {{home: {{host: localhost, username: goe, password_file: {secret}}}}}\n"
+        "chargers: [{id: g, connection: {type: http, host: 192.168.178.50}}]\n"
+    )
+    cfg.chmod(0o644)
+    assert run("check-config", "-c", str(cfg)).returncode == 0  # as root: fine
+    result = run("check-config", "-c", str(cfg), "--user", "nobody")
+    assert result.returncode == 2, result.stderr
+    assert "checking as the user nobody" in result.stderr
+    assert f"brokers.home.password_file: cannot read {secret}: Permission denied" in result.stderr
+    assert "0123secret" not in result.stdout + result.stderr
+    # readable for the user's group: OK
+    nogroup = subprocess.run(["id", "-gn", "nobody"], capture_output=True, text=True, check=True)
+    shutil.chown(secret, group=nogroup.stdout.strip())
+    secret.chmod(0o640)
+    result = run("check-config", "-c", str(cfg), "--user", "nobody")
+    assert result.returncode == 0, result.stderr
+    assert "OK for the user nobody, 1 charger(s)" in result.stderr
+
+
+def test_check_config_takes_the_user_from_the_installed_unit(tmp_path: Path) -> None:
+    from bridge.__main__ import service_user
+
+    unit = tmp_path / "goe-bridge.service"
+    unit.write_text((ROOT / "systemd" / "goe-bridge.service").read_text())
+    assert service_user("/etc/goe-bridge/config.yaml", unit) == "goe-bridge"
+    assert service_user(str(tmp_path / "other.yaml"), unit) is None
+    assert service_user("/etc/goe-bridge/config.yaml", tmp_path / "absent.service") is None
+
+
+def test_install_sh_help_is_whole() -> None:
+    result = subprocess.run(
+        ["sh", str(ROOT / "systemd" / "install.sh"), "--help"], capture_output=True, text=True,
+        check=True,
+    )  # fmt: skip
+    assert result.stdout.rstrip().endswith("(its scripts name PREFIX, not the staging folder).")
+    assert "set -eu" not in result.stdout
+
+
+def test_probe_errors_do_not_name_a_tls_context() -> None:
+    result = run("probe", f"http://127.0.0.1:{free_port()}", "--timeout", "1")
+    assert result.returncode == 1
+    assert "ssl:" not in result.stderr and "Cannot connect to host" in result.stderr

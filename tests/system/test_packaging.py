@@ -47,37 +47,17 @@ def contract_topic(topic: str, base: str = "goe") -> bool:
     return False
 
 
-def test_node_red_flow_parses_and_uses_only_contract_topics() -> None:
-    flow = json.loads((ROOT / "examples/node-red/goe-bridge-flow.json").read_text())
-    mqtt = [n for n in flow if n["type"] in ("mqtt in", "mqtt out")]
-    assert {n["type"] for n in mqtt} == {"mqtt in", "mqtt out"}
-    for node in mqtt:
-        assert contract_topic(node["topic"]), node["topic"]
-        assert node["broker"] in {n["id"] for n in flow if n["type"] == "mqtt-broker"}
-    topics = {n["topic"] for n in mqtt}
-    assert {
-        "goe/garage/power_w",
-        "goe/garage/car_state",
-        "goe/garage/current_limit_a/set",
-        "goe/bridge/state",  # gates the retained per-charger availability
-    } <= topics
-    # every wire points at a node of the flow
-    ids = {n["id"] for n in flow}
-    for node in flow:
-        for outputs in node.get("wires", []):
-            assert set(outputs) <= ids
-
-
 def test_compose_file() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.example.yml").read_text())
     services = compose["services"]
-    assert services["mosquitto"]["image"].startswith("eclipse-mosquitto")
+    assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:2")
+    assert "ports" not in services["mosquitto"]  # reachable only inside the compose network
+    # the broker's config ships with the repository
+    (conf,) = [v for v in services["mosquitto"]["volumes"] if "mosquitto.conf" in v]
+    assert (ROOT / conf.split(":")[0]).is_file()
     bridge = services["goe-bridge"]
     assert "./config:/config:ro" in bridge["volumes"]
-    assert bridge["secrets"] == ["mqtt_password"]
-    assert compose["secrets"]["mqtt_password"]["file"]
     env = bridge["environment"]
-    assert env["GOE_BRIDGE__BROKERS__HOME__PASSWORD_FILE"] == "/run/secrets/mqtt_password"
     # the environment names real config keys
     from bridge import config
 
@@ -86,6 +66,43 @@ def test_compose_file() -> None:
         env={"GOE_BRIDGE__BROKERS__HOME__HOST": env["GOE_BRIDGE__BROKERS__HOME__HOST"]},
     )
     assert cfg.brokers["home"].host == "mosquitto"
+
+
+def test_the_compose_brokers_config_accepts_other_containers(tmp_path: Path) -> None:
+    """mosquitto 2 with the shipped config listens beyond its own host: another container is
+    another address. Here 127.0.0.2 stands for it (mosquitto's local-only default, without a
+    `listener` line, binds 127.0.0.1 and ::1 alone)."""
+    from bridge.mqtt.embedded import find_mosquitto
+
+    port = free_port()
+    shipped = (ROOT / "docker" / "mosquitto.conf").read_text()
+    assert re.search(r"^listener 1883$", shipped, re.M)
+    data = tmp_path / "data"
+    data.mkdir(mode=0o777)
+    data.chmod(0o777)  # mosquitto started as root drops to its own user
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        shipped.replace("listener 1883", f"listener {port}")
+        .replace("/mosquitto/data/", f"{data}/")
+        .replace("log_dest stdout", "log_dest none")
+    )
+    proc = subprocess.Popen([find_mosquitto() or "mosquitto", "-c", str(conf)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                import socket
+
+                with socket.create_connection(("127.0.0.2", port), timeout=1):
+                    break
+            except OSError:
+                assert proc.poll() is None, "mosquitto refused the shipped config"
+                assert time.monotonic() < deadline, "nothing listens on 127.0.0.2"
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def _dockerfile() -> dict[str, Any]:
@@ -217,6 +234,13 @@ def test_install_script_into_a_staging_folder_twice(tmp_path: Path) -> None:
                  "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
                  "ExecStart=/opt/goe-bridge/bin/goe-bridge run -c /etc/goe-bridge/config.yaml"):  # fmt: skip
         assert line in text.splitlines(), line
+    # the unit's Documentation= names a file the installer put there
+    (doc,) = [
+        line.split("=", 1)[1] for line in text.splitlines() if line.startswith("Documentation=")
+    ]
+    assert doc.startswith("file:///opt/goe-bridge/")
+    assert (dest / doc.removeprefix("file:///")).is_file(), doc
+    assert (venv / "share" / "doc" / "goe-bridge" / "docs" / "raspberry-pi.md").is_file()
     # the user edits the config; a second run upgrades and keeps it
     config.write_text("# mine\n")
     second = subprocess.run(

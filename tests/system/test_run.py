@@ -179,15 +179,26 @@ def test_the_demo_tells_its_story_in_30_s_and_ends_cleanly_on_ctrl_c() -> None:
     times = [demo.PLUG_AT, *(t for t, *_ in demo.SCENARIO), demo.DONE_AT]
     assert times == sorted(times) and times[-1] <= 30
     assert max(b - a for a, b in itertools.pairwise([0.0, *times])) <= 5
-    proc = spawn("demo", "--speed", "3")
+    # in its own process group, as a shell runs a command in a terminal: Ctrl-C signals the
+    # whole group, the embedded mosquitto included
+    proc = subprocess.Popen(
+        [*goe_bridge(), "demo", "--speed", "3", "--broker", "mosquitto"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
     try:
         time.sleep(demo.DONE_AT / 3 + 2)
-        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0
+    assert "[error" not in out + err, out + err
+    # the README's story: 16 A and at once 12 A are sent, only 12 A reaches the charger
+    after_16 = out.split("→ goe/demo/current_limit_a/set 16", 1)[1]
+    assert "goe/demo/current_limit_a = 16" not in after_16
+    assert after_16.index("goe/demo/current_limit_a = 12") < after_16.index("→ goe/demo/phases")
     for _, suffix, payload, _ in demo.SCENARIO:
         assert f"→ goe/demo/{suffix} {payload}" in out
     assert '"ok":false,"field":"current_limit_a","value":40' in out  # refused
@@ -195,6 +206,19 @@ def test_the_demo_tells_its_story_in_30_s_and_ends_cleanly_on_ctrl_c() -> None:
     assert "scenario done" in out
     assert out.count("goe/bridge/state = offline") == 1
     assert "Traceback" not in out + err and "never retrieved" not in out + err
+
+
+def test_the_demo_on_amqtt_logs_no_error() -> None:
+    pytest.importorskip("amqtt", reason="the demo extra (amqtt) is not installed")
+    result = subprocess.run(
+        [*goe_bridge(), "demo", "--duration", "4", "--broker", "amqtt"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "embedded MQTT broker (amqtt)" in result.stdout
+    assert "goe/demo/availability = online" in result.stdout
+    for line in (result.stdout + result.stderr).splitlines():
+        assert "[error" not in line and "[warning" not in line, line
 
 
 def test_demo_duration_exits_0() -> None:

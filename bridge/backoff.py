@@ -1,4 +1,4 @@
-"""Capped exponential backoff with full jitter, reset on success (style.md §5)."""
+"""Capped exponential backoff with full jitter, reset on success (docs/design.md#backoff)."""
 
 from __future__ import annotations
 

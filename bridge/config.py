@@ -1,5 +1,5 @@
 """Configuration: YAML file + environment overrides + `*_file` secrets → one frozen,
-validated `Config` (design §6).
+validated `Config` (docs/design.md#configuration).
 
 Every problem is collected with the path of its key (`chargers[0].connection.port: …`), so
 `goe-bridge check-config` can print them all at once. Unknown keys are errors.

@@ -69,7 +69,7 @@ class ChargerDiagnostics:
                 log.info("status.meter_ok", charger=self.charger)
 
     def _note_settings(self, status: ChargerStatus) -> None:
-        """Warn once at start-up and on every change (goe-api.md §7)."""
+        """Warn once at start-up and on every change (docs/protocol/go-e.md#settings)."""
         settings = tuple(status.raw.get(key) for key in derive.SETTING_KEYS)
         if not status.raw or settings == self._settings_seen:
             return  # checked on every poll: the warnings only when the settings changed

@@ -1,4 +1,4 @@
-"""Stand-ins for openWB, written from openwb-protocol.md and independent of bridge/openwb/:
+"""Stand-ins for openWB, written from docs/protocol/openwb.md and independent of bridge/openwb/:
 an openWB 2.x primary with an "external openWB" chargepoint, openWB 2.x reading an MQTT
 chargepoint, and openWB 1.9's mqttsub."""
 

@@ -1,5 +1,6 @@
 """What every controller shares: it turns one protocol's messages into a Target, and a
-failsafe Target replaces it when the controller goes quiet past its timeout (design §5)."""
+failsafe Target replaces it when the controller goes quiet past its timeout
+(docs/design.md#failsafe)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ..goe.model import ChargerStatus, Target
 log = logs.get("goe_bridge.control")
 
 # Default failsafe timeouts per source when `failsafe.timeout_s` is null: openWB's own rule
-# is "heartbeat + 80 s < now → stop" (openwb-protocol.md §4.4).
+# is "heartbeat + 80 s < now → stop" (docs/protocol/openwb.md#heartbeat).
 DEFAULT_TIMEOUTS: Mapping[str, float | None] = {
     "mqtt": None,
     "openwb-secondary": 80.0,
@@ -39,7 +40,8 @@ class Controller:
         on_state: Callable[[Mapping[str, Any]], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        # Constructors only keep what they are given; start() subscribes (style.md).
+        # Constructors only keep what they are given; start() subscribes
+        # (docs/design.md#conventions).
         self.charger = charger
         self.on_target = on_target
         self.on_state = on_state

@@ -1,4 +1,4 @@
-"""Target + last status → the go-e keys that make the Target true (design §5). Pure.
+"""Target + last status → the go-e keys that make the Target true (docs/design.md#control). Pure.
 
 - current < 6 A (including 0) means stop, never a current write;
 - currents are floored to whole amps and clamped to [6, min(32, limit, ama, cable)];

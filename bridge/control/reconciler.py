@@ -1,4 +1,5 @@
-"""Makes a controller's Target true on one charger, for every kind of controller (design §5).
+"""Makes a controller's Target true on one charger, for every kind of controller
+(docs/design.md#control).
 
 - Writes only the difference, and only while the charger is reachable.
 - Enable/disable goes out at once; current changes are spaced by `min_command_interval_s`

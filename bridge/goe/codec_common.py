@@ -1,5 +1,5 @@
 """Conversions both codecs share: typed reads of go-e keys with clear errors, and every
-documented unit difference between API v1 and v2 in one table (goe-api.md §3.2-3.4).
+documented unit difference between API v1 and v2 in one table (docs/protocol/go-e.md#keys).
 
 Pure: no I/O, no await.
 """
@@ -49,7 +49,7 @@ PHASE_IN_USE_A = 0.5
 
 
 def public_raw(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The payload without secret keys (design §3: never published, never logged)."""
+    """The payload without secret keys (docs/design.md#secrets: never published, never logged)."""
     if SECRET_KEYS.isdisjoint(payload):
         # the polls: no secret in them (a copy at C speed, not a loop over 119 keys)
         return dict(payload)

@@ -1,7 +1,7 @@
 """go-e API v1 (HW V1/V2, and the legacy emulation on V3+): status JSON → ChargerStatus,
 commands → `key=value` wire form. Pure.
 
-Source: goecharger/go-eCharger-API-v1, "go-eCharger API v1 EN.md" (goe-api.md §2.1, §3).
+Source: goecharger/go-eCharger-API-v1, "go-eCharger API v1 EN.md" (docs/protocol/go-e.md#http-v1).
 """
 
 from __future__ import annotations

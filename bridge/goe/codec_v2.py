@@ -1,7 +1,7 @@
 """go-e API v2 (V3 and later): status JSON → ChargerStatus, commands → `/api/set` query
 values (each a JSON literal). Pure.
 
-Sources: goecharger/go-eCharger-API-v2 http-en.md, apikeys-en.md (goe-api.md §2.2, §3).
+Sources: goecharger/go-eCharger-API-v2 http-en.md, apikeys-en.md (docs/protocol/go-e.md#http-v2).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .model import (
 )
 
 # psm: 0 auto (the charger's own logic), 1 force one phase, 2 force three (apikeys-en.md row
-# since removed, still emitted by fw 60.5: goe-api.md §3.1)
+# since removed, still emitted by fw 60.5: docs/protocol/go-e.md#phase-switch)
 PSM_TO_PHASES: Mapping[int, int | str] = {0: "auto", 1: 1, 2: 3}
 PHASES_TO_PSM: Mapping[int | str, int] = {"auto": 0, 1: 1, 3: 2}
 
@@ -161,7 +161,7 @@ def check_set_answer(changes: Mapping[str, Any], answer: Any) -> None:
 
 def split_topic(topic: str) -> tuple[str, str] | None:
     """`[/]<prefix>/<serial>/<key>` → (serial, key); the write-side topics (`/set`,
-    `/result`) give None. Prefixes may start with '/' (goe-api.md §2.4)."""
+    `/result`) give None. Prefixes may start with '/' (docs/protocol/go-e.md#mqtt-prefix)."""
     parts = topic.lstrip("/").split("/")
     if len(parts) < 3 or (parts[-1] in ("set", "result") and len(parts) > 3):
         return None

@@ -53,8 +53,8 @@ class SessionEnergy:
 
 # go-e API v2 apikeys-en.md / the 60.4 key export: `lmo` logic mode (Default=3, Awattar=4,
 # AutomaticStop/NextTrip=5), `fup` usePvSurplus, `acs` access control (Open=0, Wait=1,
-# EVCMS=2), `mcr` MQTT read-only. goe-api.md §7: never change them, warn when they are not
-# what an external controller needs.
+# EVCMS=2), `mcr` MQTT read-only. docs/protocol/go-e.md#settings: never change them, warn when they
+# are not what an external controller needs.
 LOGIC_MODES = {3: "default", 4: "awattar", 5: "next_trip"}
 
 

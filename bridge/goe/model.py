@@ -21,7 +21,7 @@ class ApiVersion(enum.StrEnum):
 
 
 # Keys that carry secrets. They are dropped at decode time so they can never reach a
-# topic, a log line or `goe-bridge decode` output (design §3, "never published").
+# topic, a log line or `goe-bridge decode` output (docs/design.md#secrets).
 SECRET_KEYS = frozenset(
     {
         "wke",  # WiFi key (v1)
@@ -51,7 +51,8 @@ CAR_STATES: Mapping[int, str] = {
 }
 
 # go-e `err`. Codes 0-10 agree between the v1 doc, apikeys-en.md and the 59.4-60.4 exports;
-# from 11 up the two v2 lists disagree (goe-api.md §3.5), so those stay numeric ("unknown").
+# from 11 up the two v2 lists disagree (docs/protocol/go-e.md#enums), so those stay numeric
+# ("unknown").
 ERRORS_V1: Mapping[int, str] = {0: "none", 1: "rccb", 3: "phase", 8: "no_ground", 10: "internal"}
 ERRORS_V2: Mapping[int, str] = {
     0: "none",
@@ -276,7 +277,7 @@ PSM_SINCE = (51, 8)
 
 def firmware_major(fwv: str | None) -> int | None:
     """Leading integer of a go-e firmware string: "033"→33, "040.0"→40, "56.9"→56,
-    "35.6-1-ga0d44e5"→35 (goe-api.md §1: the format drifts)."""
+    "35.6-1-ga0d44e5"→35 (docs/protocol/go-e.md#firmware: the format drifts)."""
     if not fwv:
         return None
     digits = ""
@@ -291,7 +292,8 @@ def firmware_major(fwv: str | None) -> int | None:
 class Target:
     """What a controller wants: allow charging, at which current, on how many phases.
 
-    ``current_a`` below 6 A means stop (design §5); ``None`` = leave that part as it is.
+    ``current_a`` below 6 A means stop (docs/design.md#control); ``None`` = leave that part as it
+    is.
     """
 
     allow: bool | None

@@ -1,5 +1,5 @@
 """Polls one charger on a cadence: at once, then every `interval_s`; a write pokes it for
-an immediate re-read (style.md §9). Failures back off (capped, jittered) and the charger
+an immediate re-read (docs/design.md#polling). Failures back off (capped, jittered) and the charger
 counts as unavailable after `unavailable_after` failures in a row."""
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ from . import mapping
 
 log = logs.get("goe_bridge.openwb")
 
-# openwb-protocol.md §1: the project must quote this wherever an openWB mode is enabled.
+# docs/protocol/openwb.md#usage-terms: the project must quote this wherever an openWB mode is
+# enabled.
 USAGE_TERMS_NOTICE = (
     "openWB's usage terms (shipped with openWB 2.x, 'Datenschutzerklärung & "
     "Nutzungsbedingungen') restrict virtual/MQTT chargepoints to the openWB simulator and "
@@ -28,7 +29,7 @@ USAGE_TERMS_NOTICE = (
 
 
 # A go-e phase switch: about psmd (10 s) without current, then the car starts again
-# (goe-api.md §4, go-e API v2 #248); the plug state is held at most this long.
+# (docs/protocol/go-e.md#phase-switch, go-e API v2 #248); the plug state is held at most this long.
 PHASE_SWITCH_HOLD_S = 45.0
 
 
@@ -57,7 +58,7 @@ def as_float(value: Any, low: float | None = None, high: float | None = None) ->
 
 
 def as_int(value: Any, low: int, high: int | None = None) -> int:
-    # openWB's validator rejects 3.0 where it wants an int (openwb-protocol.md §3).
+    # openWB's validator rejects 3.0 where it wants an int (docs/protocol/openwb.md#types).
     if isinstance(value, bool) or not isinstance(value, int):
         raise Invalid(f"expected an integer, got {jsontext.excerpt(value)}")
     if value < low or (high is not None and value > high):

@@ -1,5 +1,5 @@
 """The go-e for openWB 1.9 through its "MQTT-EVSE" and "MQTT Ladeleistung" inputs
-(openwb-protocol.md §6): plain text, not JSON.
+(docs/protocol/openwb.md#openwb-19): plain text, not JSON.
 
 - Set point: `openWB/lp/<n>/AConfigured` (A; 0 = stop), published by openWB's pubmqtt.sh.
 - The bridge publishes `openWB/set/lp/<n>/{plugStat,chargeStat,W,kWhCounter,VPhase1..3,

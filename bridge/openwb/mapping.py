@@ -1,4 +1,4 @@
-"""ChargerStatus → openWB chargepoint values (openwb-protocol.md §4.3, §5.1, §9). Pure.
+"""ChargerStatus → openWB chargepoint values (docs/protocol/openwb.md#mapping). Pure.
 
 JSON types exactly as openWB's validator (`helpermodules/setdata.py`) wants them: ints where
 it wants ints (`phases_in_use`, `fault_state`), numbers never `null` inside lists, digit-only
@@ -14,7 +14,7 @@ from typing import Any
 from .. import jsontext
 from ..goe.model import ApiVersion, ChargerStatus
 
-# openWB hardware counts a phase as in use above 3 A (openwb-protocol.md §4.3).
+# openWB hardware counts a phase as in use above 3 A (docs/protocol/openwb.md#secondary-values).
 PHASE_THRESHOLD_A = 3.0
 OK_TEXT = "Kein Fehler."
 REQUIRED_SECONDARY = ("power", "currents", "imported", "exported", "phases_in_use",
@@ -174,7 +174,8 @@ def encode(value: Any) -> str:
 
 
 def legacy19_values(status: ChargerStatus | None, unreachable: str | None) -> dict[str, str]:
-    """openWB 1.9 MQTT-EVSE + MQTT charging-power inputs: plain text (§6)."""
+    """openWB 1.9 MQTT-EVSE + MQTT charging-power inputs: plain text
+    (docs/protocol/openwb.md#openwb-19)."""
     if status is None or unreachable is not None:
         return {"plugStat": "0", "chargeStat": "0", "W": "0"}
     out = {

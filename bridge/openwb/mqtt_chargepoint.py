@@ -1,4 +1,4 @@
-"""The go-e as an openWB 2.x chargepoint of type "MQTT" (openwb-protocol.md §5).
+"""The go-e as an openWB 2.x chargepoint of type "MQTT" (docs/protocol/openwb.md#mqtt-chargepoint).
 
 openWB publishes `openWB/mqtt/chargepoint/<id>/set/current` (JSON float A, every control cycle)
 and `…/set/phases_to_use`; the bridge publishes the complete required value set to
@@ -100,7 +100,8 @@ class OpenWBMqttChargepoint(OpenWBController):
         values = mapping.chargepoint_values(
             self.status, self.map_state, unreachable=self.unreachable, now=self.clock()
         )
-        # fault_state/fault_str are not read for MQTT chargepoints (§5.1)
+        # fault_state/fault_str are not read for MQTT chargepoints
+        # (docs/protocol/openwb.md#mqtt-chargepoint)
         values.pop("fault_state", None)
         values.pop("fault_str", None)
         mapping.update_rfid(self.status, self.map_state, self.wall_clock())

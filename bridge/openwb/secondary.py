@@ -1,4 +1,4 @@
-"""The go-e as an openWB 2.x secondary (openwb-protocol.md §4), towards a primary whose
+"""The go-e as an openWB 2.x secondary (docs/protocol/openwb.md#secondary), towards a primary whose
 chargepoint type is "external openWB" pointing at the broker the bridge uses.
 
 - Consumes `openWB/set/internal_chargepoint/global_data` (heartbeat), `…/<d>/data/set_current`,
@@ -142,8 +142,8 @@ class OpenWBSecondary(OpenWBController):
             return
 
     def _on_isss(self, topic: str, payload: bytes, retain: bool) -> None:
-        # 1.9-style topics a 2.x primary sends in parallel (§4.6): a 2.x secondary ignores
-        # them; cleared so they do not pile up as retained messages.
+        # 1.9-style topics a 2.x primary sends in parallel (docs/protocol/openwb.md#isss): a 2.x
+        # secondary ignores them; cleared so they do not pile up as retained messages.
         if payload and retain:
             self.link.publish(topic, b"", retain=True)
 
@@ -215,7 +215,8 @@ class OpenWBSecondary(OpenWBController):
         self.publish_values()
 
     def _phase_switch(self) -> None:
-        # the handler resets the trigger right after starting the switch (§4.5)
+        # the handler resets the trigger right after starting the switch
+        # (docs/protocol/openwb.md#phase-switch)
         self._keep(f"{self.data_prefix}/trigger_phase_switch", "false")
         if self.status is not None and self.status.api_version is ApiVersion.V1:
             # openWB counts the switch as failed after ~40 s (control/ev/ev_template.py);

@@ -1,4 +1,4 @@
-"""Status → MQTT messages for the generic namespace (design §3). Pure: no I/O.
+"""Status → MQTT messages for the generic namespace (docs/design.md#contract). Pure: no I/O.
 
 Every topic string of the generic namespace is built here.
 """

@@ -2,7 +2,7 @@
 
 The state is kept in API v2 terms (native JSON types) and rendered as v1 (string-typed
 scalars) on demand. The behaviours the bridge has to survive are modelled where they are
-documented (goe-api.md §4, §6): `amx` volatile, `frc` reset to neutral on unplug, `alw`
+documented (docs/protocol/go-e.md#quirks): `amx` volatile, `frc` reset to neutral on unplug, `alw`
 following `frc` after a delay, `car=4` after force-off, 6..32 A range errors, read-only
 keys, phase switching with a pause, and injectable faults.
 
@@ -65,7 +65,7 @@ class SimCharger:
     variant_kw: int = 11
     # go-e API v2 #5, #6: alw follows frc "after several seconds"; 1 Hz logic otherwise.
     alw_delay_s: float = 1.0
-    # psmd: 10 s without current during a phase switch (goe-api.md §6.9).
+    # psmd: 10 s without current during a phase switch (docs/protocol/go-e.md#phase-switch).
     phase_switch_pause_s: float = 10.0
     clock: Callable[[], float] = time.monotonic
     # When the v1 legacy API is also on (V3 with `hla`), /status answers on a v2 charger.
@@ -498,7 +498,7 @@ class SimCharger:
             "rbt": str(int((self.clock() - self._started) * 1000)),
         }
         if self.api is ApiVersion.V2:
-            # V3 legacy emulation carries fsp (goe-api.md §2.1).
+            # V3 legacy emulation carries fsp (docs/protocol/go-e.md#http-v1).
             status["fsp"] = "1" if self._phases_active == 1 else "0"
         return status
 

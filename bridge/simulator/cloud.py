@@ -1,4 +1,5 @@
-"""The simulator's go-e cloud front-end (goe-api.md §2.5, §2.6), on its own port:
+"""The simulator's go-e cloud front-end (docs/protocol/go-e.md#cloud-v1, #cloud-v2), on its own
+port:
 
 - API v1 (`api.go-e.co`): `/api_status?token=T` and `/api?token=T&payload=k=v`, wrapped as
   `{"success":…}`, with `no token` / `wrong token` / `rate limiting` answers;

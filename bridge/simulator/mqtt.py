@@ -1,5 +1,5 @@
 """The simulator's MQTT front-end: publishes the charger's state to a broker the way go-e
-firmware does (goe-api.md §2.3, §2.4) and takes commands.
+firmware does (docs/protocol/go-e.md#mqtt-v1, #mqtt-v2) and takes commands.
 
 - API v1: the full v1 status on `<prefix>/<serial>/status` every `v1_interval_s` and on
   change; commands as `key=value` on `<prefix>/<serial>/cmd/req`.

@@ -1,5 +1,5 @@
-"""The published contract (design §3), checked by a subscriber on a real mosquitto, for a
-v1 and a v2 charger served by the simulator over real HTTP."""
+"""The published contract (docs/design.md#contract), checked by a subscriber on a real mosquitto,
+for a v1 and a v2 charger served by the simulator over real HTTP."""
 
 from __future__ import annotations
 

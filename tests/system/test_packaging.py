@@ -29,7 +29,7 @@ from tests.conftest import ROOT, free_port
 
 
 def contract_topic(topic: str, base: str = "goe") -> bool:
-    """Is this a topic of the published contract (README, design §3)?"""
+    """Is this a topic of the published contract (README, docs/design.md#contract)?"""
     parts = topic.split("/")
     if parts in ([base, "bridge", "state"], [base, "bridge", "info"]):
         return True

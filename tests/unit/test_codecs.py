@@ -112,7 +112,7 @@ V1_LEGACY_V3 = [226, 227, 226, 1, 58, 0, 0, 13, 0, 0, 0, 136, 100, 1, 1, 84]
 
 
 def test_v2_charging_single_phase() -> None:
-    # shaped after evcc #10452 (goe-api.md §3.2)
+    # shaped after evcc #10452 (docs/protocol/go-e.md#nrg)
     status = codec_v2.decode(
         {"car": 2, "alw": True, "frc": 2, "nrg": V2_CHARGING_1P, "psm": 1, "acu": 14,
          "pha": [True, False, False, True, True, True], "modelStatus": 3, "eto": 12345678,

@@ -1,4 +1,4 @@
-"""Target + status → go-e writes (design §5), table-driven."""
+"""Target + status → go-e writes (docs/design.md#control), table-driven."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The go-e cloud: API v1 (`api.go-e.co`, HW V1/V2) and API v2 (`<serial>.api.v3.go-e.io`,
-V3 and later, firmware ≥ 052). goe-api.md §2.5, §2.6.
+V3 and later, firmware ≥ 052). docs/protocol/go-e.md#cloud-v1, #cloud-v2.
 
 Tokens go in the query (v1: the only way) or the `Authorization: Bearer` header (v2) and
 never into a log line or an error message: errors name the path, not the URL.

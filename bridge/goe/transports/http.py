@@ -1,5 +1,5 @@
 """Local HTTP: API v2 (`/api/status?filter=…`, `/api/set`) and API v1 (`/status`,
-`/mqtt?payload=`), with `api: auto` detection (goe-api.md §2.1, §2.2, §8)."""
+`/mqtt?payload=`), with `api: auto` detection (docs/protocol/go-e.md#http-v2, #http-v1)."""
 
 from __future__ import annotations
 
@@ -150,7 +150,8 @@ class HttpTransport(Transport):
             raise CodecError("GET /api/status: expected a JSON object")
         # The start-up status supplies only what the polls do not ask for: a polled key the
         # charger stopped sending is gone, not frozen at its start-up value.
-        # Secrets are left out here once, so a poll's payload has none to filter (design §3).
+        # Secrets are left out here once, so a poll's payload has none to filter
+        # (docs/design.md#secrets).
         self._static = {
             k: v
             for k, v in payload.items()
@@ -258,7 +259,7 @@ class HttpTransport(Transport):
         # Exactly as evcc (charger/go-e/api.go) and openWB 1.9 (modules/goe) send it:
         # `payload=amx=16` with a raw `=`. URL-encoded (`amx%3D16`) it depends on the
         # charger's small HTTP server decoding the query, which the proven clients never
-        # rely on (goe-api.md §2.1).
+        # rely on (docs/protocol/go-e.md#http-v1).
         status, text, _ = await self._http.get("/mqtt", raw_query=f"payload={command}")
         if status != 200:
             raise WriteRejected(key, f"HTTP {status} {text[:120]!r}")

@@ -1,4 +1,4 @@
-"""The charger's own MQTT output (goe-api.md §2.3, §2.4). Push, not poll.
+"""The charger's own MQTT output (docs/protocol/go-e.md#mqtt-v1, #mqtt-v2). Push, not poll.
 
 - API v1 (HW V1/V2, firmware ≥ 030): the full status JSON on `<prefix>/<serial>/status` about
   every 5 s; commands as `key=value` text on `<prefix>/<serial>/cmd/req`; verified by the next
@@ -36,7 +36,7 @@ from .base import Transport, decode
 
 log = logs.get("goe_bridge.goe_mqtt")
 
-RESULT_TIMEOUT_S = 5.0  # goe-api.md §5: wait ≈ 5 s for <key>/result
+RESULT_TIMEOUT_S = 5.0  # docs/protocol/go-e.md#verification: wait ≈ 5 s for <key>/result
 V1_VERIFY_TIMEOUT_S = 12.0  # v1 publishes its status every 5 s
 
 WRITE_ACCESS_HINT = (

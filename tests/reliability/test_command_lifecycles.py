@@ -247,3 +247,151 @@ async def test_huge_payloads_are_never_read_and_leave_nothing_behind(
         assert len(link.outbox.transient) <= 1000
         unknown = [p for p in probe.values(f"{root}/result") if "unknown field" in p]
         assert unknown  # each answered, none kept
+
+
+@pytest.mark.parametrize(
+    ("source", "topic", "payload"),
+    [
+        ("openwb-mqtt", "openWB/mqtt/chargepoint/1/set/current", "16"),
+        ("openwb-1.9", "openWB/lp/1/AConfigured", "16"),
+    ],
+)
+async def test_a_retained_set_point_redelivered_by_reconnects_is_no_sign_of_life(
+    base_topic: str, charging: tuple[SimCharger, int], source: str, topic: str, payload: str
+) -> None:
+    """openWB is gone after publishing its set point retained; the bridge's link flaps and
+    gets the retained message again on every reconnect: the failsafe still stops the car
+    (only a new message from openWB is a heartbeat)."""
+    sim, port = charging
+    with run_mosquitto() as broker:
+        async with TcpProxy(broker.host, broker.port) as proxy:
+            cfg = make_config(proxy, base_topic, [http_charger(
+                "c", port, source=source, failsafe={"timeout_s": 5})])  # fmt: skip
+            async with running_bridge(cfg) as bridge:
+                link = bridge.links["test"]
+                await publish_retained(broker, topic, payload)  # openWB's last word
+                await until(lambda: sim.frc == 2 and sim.amp == 16, what="charging at 16 A")
+
+                async def flap() -> None:  # a reconnect every second or two, for ever
+                    while True:
+                        connects = link.connects
+                        proxy.cut()
+                        await until(lambda c=connects: link.connects > c, what="reconnected")
+                        await asyncio.sleep(0.5)  # never cut a connect half-way
+
+                flapping = asyncio.create_task(flap())
+                try:
+                    # while the link keeps flapping, not after it calmed down
+                    await until(lambda: sim.frc == 1, timeout=20, what="the failsafe stop")
+                    assert not flapping.done()
+                finally:
+                    flapping.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await flapping
+                controller = bridge.chargers["c"].controller
+                assert controller is not None and controller.failsafe_active
+
+
+async def test_no_bridge_info_stops_a_bridge(
+    mosquitto: Any, base_topic: str, charging: tuple[SimCharger, int]
+) -> None:
+    """A retained bridge/info naming our chargers with a later start (forged, or left by a
+    bridge whose clock was ahead) and a live one with `Infinity`: the bridge serves on."""
+    sim, port = charging
+    root = f"{base_topic}/c"
+    forged = {"version": "0", "instance": {"id": "zz", "host": "x", "pid": 1, "started": 9e99},
+              "chargers": {"c": {"type": "http"}}}  # fmt: skip
+    await publish_retained(mosquitto, f"{base_topic}/bridge/info", json.dumps(forged))
+    cfg = make_config(mosquitto, base_topic, [http_charger("c", port)])
+    async with running_bridge(cfg) as bridge, Probe(mosquitto.host, mosquitto.port,
+                                                      f"{base_topic}/#") as probe:  # fmt: skip
+        await probe.wait_for(f"{root}/availability", "online")
+        live = '{"instance": {"id": "yy", "started": Infinity}, "chargers": {"c": {}}}'
+        await probe.publish(f"{base_topic}/bridge/info", live)
+        await probe.publish(f"{base_topic}/bridge/info", '{"instance": {"id": "yy", '
+                            '"started": "9e99"}, "chargers": ["c"]}')  # fmt: skip
+        await asyncio.sleep(1.5)
+        assert not bridge.standing_by
+        await probe.publish(f"{root}/current_limit_a/set", "9")
+        await until(lambda: sim.amp == 9, what="still serving")
+        assert probe.last(f"{base_topic}/bridge/state").payload == "online"
+
+
+async def test_a_foreign_write_on_a_status_topic_is_answered_with_the_truth(
+    mosquitto: Any, base_topic: str, charging: tuple[SimCharger, int]
+) -> None:
+    """ioBroker's "publish own states on connect" writes its copies back onto the bridge's
+    topics, some of them changed (a serial that became a number): every subscriber must read
+    the charger's values again at once, not after refresh_s."""
+    _, port = charging
+    root = f"{base_topic}/c"
+    cfg = make_config(mosquitto, base_topic, [http_charger("c", port)], refresh_s=3600)
+    async with running_bridge(cfg), Probe(mosquitto.host, mosquitto.port, f"{root}/#") as probe:
+        limit = await probe.wait_for(f"{root}/current_limit_a")
+        serial = await probe.wait_for(f"{root}/serial")
+        for topic, wrong in ((f"{root}/current_limit_a", "8"), (f"{root}/serial", "1"),
+                             (f"{root}/availability", "offline")):  # fmt: skip
+            mark = probe.mark()
+            await probe.publish(topic, wrong, retain=True)
+            truth = {f"{root}/current_limit_a": limit.payload, f"{root}/serial": serial.payload,
+                     f"{root}/availability": "online"}[topic]  # fmt: skip
+            await probe.wait_for(topic, truth, since=mark, timeout=5)
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as late:  # a new reader
+            await late.subscribe(f"{root}/serial")
+            async with asyncio.timeout(5):
+                async for m in late.messages:
+                    assert m.payload == serial.payload.encode()
+                    break
+
+
+async def test_the_intent_survives_a_bridge_restart_and_a_charger_reboot(
+    mosquitto: Any, base_topic: str, charging: tuple[SimCharger, int]
+) -> None:
+    """The charger reboots while the bridge is down (API v1 `amx` is volatile; here: the
+    current and the force state back to the charger's own): the restarted bridge restores the
+    controller's last intent (10 A, charging) while the controller's failsafe window has not
+    run out, and otherwise shows no Target of the last run."""
+    sim, port = charging
+    root = f"{base_topic}/c"
+    cfg = make_config(mosquitto, base_topic, [http_charger("c", port)])
+    async with running_bridge(cfg), Probe(mosquitto.host, mosquitto.port, f"{root}/#") as probe:
+        await probe.wait_for(f"{root}/availability", "online")
+        await probe.publish(f"{root}/set", '{"allow_charging": true, "current_limit_a": 10}')
+        await until(lambda: sim.amp == 10 and sim.frc == 2, what="10 A")
+    sim.amp, sim.frc = 16, 0  # the charger rebooted: its stored current, neutral
+    async with Probe(mosquitto.host, mosquitto.port, f"{root}/#") as probe, running_bridge(cfg):
+        await until(lambda: sim.amp == 10 and sim.frc == 2, what="the intent restored")
+        await probe.wait_for(f"{root}/control/target_current_a", "10")
+        await probe.wait_for(f"{root}/control/in_sync", "true")
+    # with a failsafe window that ran out while it was away, nothing is restored, and the
+    # start-up shows no Target and no in_sync of the last run
+    failsafe = make_config(mosquitto, base_topic, [http_charger("c", port,
+                                                                failsafe={"timeout_s": 1})])  # fmt: skip
+    await asyncio.sleep(1.2)
+    sim.amp, sim.frc = 16, 0
+    async with (
+        Probe(mosquitto.host, mosquitto.port, f"{root}/#") as probe,
+        running_bridge(failsafe),
+    ):
+        await probe.wait_for(f"{root}/control/target_current_a", "none")
+        await probe.wait_for(f"{root}/availability", "online")
+        await asyncio.sleep(1.0)
+        assert (sim.amp, sim.frc) == (16, 0)
+        # in_sync is deleted at start (unknown until the controller speaks), never `true`
+        # from the last run
+        assert probe.values(f"{root}/control/in_sync")[-1] == ""
+
+
+async def test_a_config_edit_keeps_the_session_and_its_queued_commands(
+    mosquitto: Any, base_topic: str, charging: tuple[SimCharger, int]
+) -> None:
+    sim, port = charging
+    root = f"{base_topic}/c"
+    one = make_config(mosquitto, base_topic, [http_charger("c", port)])
+    two = make_config(mosquitto, base_topic, [http_charger("c", port), http_charger("d", port)])
+    async with running_bridge(one), Probe(mosquitto.host, mosquitto.port, f"{root}/#") as probe:
+        await probe.wait_for(f"{root}/availability", "online")
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as controller:
+        await controller.publish(f"{root}/current_limit_a/set", "11", qos=1)  # while away
+    async with running_bridge(two):  # a charger added to the config
+        await until(lambda: sim.amp == 11, what="the command queued in the session")

@@ -312,6 +312,12 @@ class ChargerRuntime:
         self.intent_at = self.wall_clock()
         self._remember()
 
+    def stopping(self) -> None:
+        """The bridge stops for good (not a reload, not standing by): an openWB controller
+        must not read the last values as live while nobody serves them."""
+        if isinstance(self.controller, OpenWBController):
+            self.controller.stopped_values()
+
     def standby(self, on: bool) -> None:
         """Another bridge serves this charger: read nothing, write nothing (arbitration.py);
         or serve it again."""

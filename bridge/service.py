@@ -394,6 +394,9 @@ class Bridge:
         # A bridge that stands by leaves every topic to the one that serves; one that
         # reloads comes straight back (and its chargers with it).
         final = not (self.standing_by or self.reload_config)
+        if final:
+            for runtime in self.chargers.values():
+                runtime.stopping()
         for name, link in self.links.items():
             last: list[Outgoing] = []
             if final and name == self.config.publish_broker:

@@ -567,13 +567,16 @@ class BrokerLink:
             self.publish(topic, b"online", retain=True, qos=1)
 
     async def close(self, *, offline: bool = True, last: list[Outgoing] | None = None) -> None:
-        """Orderly shutdown: send `last` (e.g. every charger's `offline`) and the bridge's
-        `offline`, then disconnect."""
+        """Orderly shutdown: send what is queued, then `last` (e.g. every charger's
+        `offline`) and the bridge's `offline`; the caller then ends run(), which
+        disconnects."""
         self._closing = True
         client = self._client
         if client is not None and self.connected.is_set():
             try:
                 async with asyncio.timeout(5):
+                    while self.outbox and self.connected.is_set():  # noqa: ASYNC110 - at shutdown, for at most 5 s
+                        await asyncio.sleep(0.01)  # what is queued goes first
                     for message in last or ():
                         await client.send(message)
                     if self.state_topic and offline:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -12,6 +13,7 @@ from ..config import ChargerConfig
 from ..control.base import Controller
 from ..goe.model import ChargerStatus, Target, WireValue
 from ..mqtt.link import BrokerLink
+from ..mqtt.messages import Outgoing
 from . import mapping
 
 log = logs.get("goe_bridge.openwb")
@@ -67,11 +69,24 @@ def as_int(value: Any, low: int, high: int | None = None) -> int:
 
 
 class RetainedValues:
-    """Publishes a set of retained topics: on change, and all of them every `refresh_s`."""
+    """Publishes a set of retained topics: on change, and all of them every `refresh_s`.
+    Topics ending in one of `expiring` go out with an MQTT 5 message expiry of
+    EXPIRY_PERIODS × `refresh_s`: after a crash of the bridge nobody is left to say that the
+    charger's live values are gone, and a reader must not take them as live for ever."""
 
-    def __init__(self, publish: Callable[..., None], refresh_s: float = 60.0) -> None:
+    EXPIRY_PERIODS = 2.5
+
+    def __init__(
+        self,
+        publish: Callable[..., None],
+        refresh_s: float = 60.0,
+        *,
+        expiring: tuple[str, ...] = (),
+    ) -> None:
         self.publish = publish
         self.refresh_s = refresh_s
+        self.expiring = expiring
+        self.expiry_s = math.ceil(refresh_s * self.EXPIRY_PERIODS)
         self._sent: dict[str, str] = {}
         self._last_full = -1e9
 
@@ -84,12 +99,22 @@ class RetainedValues:
         for topic, payload in values.items():
             if full or self._sent.get(topic) != payload:
                 self._sent[topic] = payload
-                self.publish(topic, payload, retain=True)
+                expiry = self.expiry_s if topic.endswith(self.expiring) else None
+                self.publish(topic, payload, retain=True, expiry_s=expiry)
                 sent += 1
         return sent
 
-    def replay(self) -> list[tuple[str, str]]:
-        return list(self._sent.items())
+    def replay(self) -> list[tuple[str, str] | Outgoing]:
+        return [
+            Outgoing(
+                topic,
+                payload.encode(),
+                True,
+                0,
+                self.expiry_s if topic.endswith(self.expiring) else None,
+            )
+            for topic, payload in self._sent.items()
+        ]
 
 
 class OpenWBController(Controller):
@@ -135,13 +160,30 @@ class OpenWBController(Controller):
             self.map_state.hold_plug_until = 0.0
         if self.unreachable is not None:
             self.map_state.error_since = None
+            self.map_state.outage_hold_until = 0.0
         self.unreachable = None
         self.publish_values()
 
     def on_unavailable(self, reason: str) -> None:
         if self.map_state.error_since is None:
             self.map_state.error_since = round(self.wall_clock(), 3)
+        if self.unreachable is None and self.status is not None:
+            # a charger that answered before: its last values stand for a while
+            self.map_state.outage_hold_until = self.clock() + mapping.OUTAGE_HOLD_S
+            asyncio.get_running_loop().call_later(
+                mapping.OUTAGE_HOLD_S + 0.1, self._outage_hold_over
+            )
         self.unreachable = reason
+        self.publish_values()
+
+    def _outage_hold_over(self) -> None:
+        if self.unreachable is not None and not self.map_state.stopped:
+            self.publish_values()
+
+    def stopped_values(self) -> None:
+        """The bridge stops: what openWB reads must not look live (no charging, no power,
+        the fault said; plug, phases and counter held: no unplug edge)."""
+        self.map_state.stopped = True
         self.publish_values()
 
     def on_charger_write(self, key: str, value: WireValue) -> None:

@@ -42,6 +42,21 @@ class MappingState:
     # before (openWB: `phase_switch_cp_active` keeps `old_plug_state`).
     hold_plug_until: float = 0.0
     error_since: float | None = None  # wall clock, for error_timestamp
+    # After the charger stopped answering, its last values stand until then (monotonic), as
+    # openWB's own secondary keeps them through a short outage (OUTAGE_HOLD_S)
+    outage_hold_until: float = 0.0
+    # the bridge stops (an orderly stop): what openWB must read instead of stale values
+    stopped: bool = False
+
+
+# openWB's own secondary keeps reporting its last state for 60 s after its charger stopped
+# answering, then zeros charge state, power and currents with plug, phases and counter held,
+# and reports the fault from 70 s (internal_chargepoint_handler/chargepoint_module.py:
+# ErrorTimerContext(timeout=60, hide_exception=True), docs/protocol/openwb.md). A shorter
+# "not charging" made openWB's instant charging cut to its minimum current for a cycle after
+# a 30 s WiFi drop. The bridge holds the same 60 s, with the fault shown as a warning
+# (fault_state 1 changes nothing in openWB's control).
+OUTAGE_HOLD_S = 60.0
 
 
 def _num(value: float | None) -> float:
@@ -73,8 +88,21 @@ def chargepoint_values(
     """The values openWB reads from a chargepoint, as Python values ready for json.dumps
     (None is published as null; a key left out is not published)."""
     fault_state, fault_str = fault(status, unreachable)
+    if state.stopped:
+        fault_state, fault_str = 2, "goe-bridge gestoppt: keine Werte vom go-e"
     holding = now < state.hold_plug_until
-    if status is None or unreachable is not None:
+    if (
+        status is not None
+        and unreachable is not None
+        and not state.stopped
+        and now < state.outage_hold_until
+    ):
+        # a short outage: the last values stand, the fault is a warning
+        held = chargepoint_values(status, state, now=now)
+        held["fault_state"] = 1
+        held["fault_str"] = f"go-e nicht erreichbar (letzte Werte): {unreachable}"
+        return held
+    if status is None or unreachable is not None or state.stopped:
         # As openWB's secondary reports a chargepoint it cannot read (chargepoint_module.py,
         # error_counter_exceeded): the last plug state (a false unplug edge would make openWB
         # close the session, reset the RFID and lock the chargepoint), no charging, zero

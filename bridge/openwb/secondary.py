@@ -56,7 +56,13 @@ class OpenWBSecondary(OpenWBController):
         self.warning: tuple[str, float] | None = None
         self.interrupt_until = 0.0
         self.resumed = False
-        self.values = RetainedValues(self.link.publish)
+        # charge state, power and currents expire after a crash of the bridge (MQTT 5): the
+        # primary then misses them, zeros them after 60 s and shows the fault after 70 s,
+        # exactly as for a secondary it cannot reach (external_openwb/chargepoint_module.py;
+        # a direct subscription passes the expiry on, docs/protocol/openwb.md)
+        self.values = RetainedValues(
+            self.link.publish, expiring=("/charge_state", "/power", "/currents", "/powers")
+        )
         # the accepted set values, republished without `set/` (see _on_set)
         self.kept: dict[str, str] = {}
         self.get_prefix = f"openWB/internal_chargepoint/{self.duo}/get"

@@ -1,6 +1,7 @@
 """The bridge as openWB's own code sees it: one test per way the bridge used to differ from
 openWB's secondary and MQTT chargepoint, against stand-ins that follow openWB core's rules
-(tests/openwb_standins.py cites the file of each). The bridge runs as a subprocess."""
+(tests/openwb_standins.py cites the file of each). The bridge runs as a subprocess, or
+in-process where a timing constant is shortened."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import pytest
 import yaml
 
 from bridge.goe.model import ApiVersion
+from bridge.openwb import mapping
 from bridge.simulator.charger import Car, SimCharger
 from bridge.simulator.http import HttpFrontend
+from tests.bridge_helpers import http_charger, make_config, running_bridge
 from tests.mqtt_helpers import run_mosquitto, until
 from tests.openwb_standins import (
     REQUIRED_MQTT,
@@ -116,25 +119,37 @@ async def test_openwbs_module_start_does_not_fake_a_plugged_car(
 
 
 async def test_an_unreachable_go_e_is_no_unplug_and_shows_no_frozen_values(
-    mosquitto: Any, base_topic: str, tmp_path: Path
+    mosquitto: Any, base_topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A WiFi drop: like openWB's own secondary, the last values stand for a while (a
+    warning, no cut to the minimum current for a short drop), then no charging, no frozen
+    measurements, the fault; never an unplug edge, never a counter reset. In-process, with
+    the 60 s hold shortened (mapping.OUTAGE_HOLD_S)."""
+    monkeypatch.setattr(mapping, "OUTAGE_HOLD_S", 4.0)
     async with simulator() as (sim, fe):
-        cfg = config(tmp_path, mosquitto, fe.port, base_topic, source="openwb-secondary")
+        cfg = make_config(mosquitto, base_topic, [http_charger(
+            "c", fe.port, source="openwb-secondary", poll=0.3)])  # fmt: skip
         primary, openwb = Primary(mosquitto.host, mosquitto.port), OpenWBControl()
-        with bridge_process(cfg):
-            await ready(cfg)
+        async with running_bridge(cfg):
             await primary.cycle(16.0)
             await until(lambda: sim.is_charging(), what="charging")
             before = await primary.read()
             openwb.observe(before)
             assert before["plug_state"] is True and before["imported"] > 0
             sim.inject("timeout", 10**9, 2.0)  # WiFi gone
-            for _ in range(30):
+            held: dict[str, Any] = {}
+            for _ in range(40):
                 await primary.cycle(16.0)
                 values = await primary.read()
                 openwb.observe(values)
+                if values.get("fault_state") == 1:
+                    held = values
                 if values.get("fault_state") == 2:
                     break
+            # first the last values, as a warning
+            assert held and "nicht erreichbar" in held["fault_str"]
+            assert held["charge_state"] is True and held["power"] == before["power"]
+            # then the fault, no charging, nothing frozen
             assert values["fault_state"] == 2 and "nicht erreichbar" in values["fault_str"]
             assert openwb.unplugs == 0  # no false unplug: no chargelog reset, no lock
             assert values["plug_state"] is True and values["charge_state"] is False

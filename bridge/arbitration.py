@@ -36,7 +36,7 @@ from typing import Any
 import aiomqtt
 
 from . import logs
-from .mqtt.client import tls_context
+from .mqtt.client import side_client
 from .mqtt.link import BrokerLink
 
 __all__ = ["Arbiter"]
@@ -178,21 +178,11 @@ class Arbiter:
     async def ask(self) -> list[dict[str, Any]]:
         """Ping over a connection of our own; the instances that answer within
         PONG_WAIT_S. An unreachable broker answers nothing."""
-        cfg = self.link.cfg
         asker = f"{self.instance}-w{uuid.uuid4().hex[:6]}"
         answers: list[dict[str, Any]] = []
+        client_id = f"{self.link.client_id}-{asker}"
         try:
-            async with aiomqtt.Client(
-                cfg.host,
-                cfg.port,
-                username=cfg.username,
-                password=cfg.password.reveal() if cfg.password else None,
-                identifier=f"{self.link.client_id}-{asker}"[:64],
-                protocol=aiomqtt.ProtocolVersion.V311,
-                clean_session=True,
-                tls_context=tls_context(cfg),
-                timeout=PONG_WAIT_S,
-            ) as client:
+            async with side_client(self.link.cfg, client_id, timeout_s=PONG_WAIT_S) as client:
                 await client.subscribe(f"{self.base}/bridge/pong/{asker}", qos=1)
                 await client.publish(
                     self.ping_topic,

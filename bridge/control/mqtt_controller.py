@@ -9,7 +9,6 @@ topics).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -17,53 +16,11 @@ from typing import Any
 from .. import jsontext, logs
 from ..config import ChargerConfig
 from ..goe.model import PSM_SINCE, ApiVersion, Target, firmware_version
+from ..inputs import Invalid, parse_bool, parse_whole, shown
 from ..publish.fields import SETTABLE, Topics, result_payload
 from .base import Controller
 
 log = logs.get("goe_bridge.control.mqtt")
-
-_TRUE = {"true", "1", "on", "yes", "enable", "enabled"}
-_FALSE = {"false", "0", "off", "no", "disable", "disabled"}
-
-
-class Invalid(ValueError):
-    pass
-
-
-def parse_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise Invalid(f"expected true/false (or 1/0, on/off), got {_shown(value)}")
-
-
-def _shown(value: Any) -> str:
-    """How a rejected value is quoted back, in the words of the JSON it came as (`null`,
-    `true`, `[1, 2]`; text in quotes), cut to a short excerpt."""
-    if isinstance(value, str):
-        return jsontext.excerpt(repr(value))
-    try:
-        return jsontext.excerpt(jsontext.dumps(value, ensure_ascii=False))
-    except (TypeError, ValueError):
-        return jsontext.excerpt(repr(value))
-
-
-def parse_whole(value: Any) -> int:
-    if isinstance(value, bool):
-        raise Invalid(f"expected a number, got {_shown(value)}")
-    if isinstance(value, str):
-        try:
-            value = jsontext.parse_number(value)  # ASCII digits only
-        except ValueError:
-            raise Invalid(f"expected a number, got {_shown(value)}") from None
-    if not isinstance(value, int | float) or not math.isfinite(value):
-        raise Invalid(f"expected a number, got {_shown(value)}")
-    if not float(value).is_integer():
-        raise Invalid(f"expected whole amps, got {_shown(value)}")
-    return int(value)
 
 
 class MqttController(Controller):
@@ -108,7 +65,7 @@ class MqttController(Controller):
             else:
                 phases = parse_whole(value)
             if phases not in (1, 3, "auto"):
-                raise Invalid(f"expected 1, 3 or auto, got {_shown(value)}")
+                raise Invalid(f"expected 1, 3 or auto, got {shown(value)}")
             if self.status is not None and self.status.api_version is ApiVersion.V1:
                 raise Invalid("API v1 chargers cannot switch phases")
             version = firmware_version(self.status.firmware) if self.status else None
@@ -119,7 +76,7 @@ class MqttController(Controller):
                 )
             return phases
         settable = ", ".join(SETTABLE)
-        raise Invalid(f"unknown field {_shown(field)}; settable: {settable}")
+        raise Invalid(f"unknown field {shown(field)}; settable: {settable}")
 
     # ------------------------------------------------------------------ messages
 

@@ -25,7 +25,7 @@ from paho.mqtt.properties import Properties
 from ..config import BrokerConfig
 from .messages import Incoming, Outgoing
 
-__all__ = ["Client", "check_internals", "tls_context"]
+__all__ = ["Client", "check_internals", "side_client", "tls_context"]
 
 # aiomqtt's private names this module relies on, and the parameters each must take.
 _PRIVATE = {
@@ -66,6 +66,22 @@ def tls_context(cfg: BrokerConfig) -> ssl.SSLContext | None:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def side_client(cfg: BrokerConfig, client_id: str, *, timeout_s: float) -> aiomqtt.Client:
+    """A short connection of the bridge's own beside its session (the read-back at start,
+    the twin check): clean, MQTT 3.1.1 (any broker speaks it), the broker's credentials."""
+    return aiomqtt.Client(
+        cfg.host,
+        cfg.port,
+        username=cfg.username,
+        password=cfg.password.reveal() if cfg.password else None,
+        identifier=client_id[:64],
+        protocol=aiomqtt.ProtocolVersion.V311,
+        clean_session=True,
+        tls_context=tls_context(cfg),
+        timeout=timeout_s,
+    )
 
 
 class Client(aiomqtt.Client):

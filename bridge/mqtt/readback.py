@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import aiomqtt
 
 from ..config import BrokerConfig
-from .client import tls_context
+from .client import side_client
 
 __all__ = ["ReadBackFailed", "read_retained"]
 
@@ -53,17 +53,7 @@ async def read_retained(
     found: dict[str, bytes] = {}
     connected = False
     try:
-        async with aiomqtt.Client(
-            cfg.host,
-            cfg.port,
-            username=cfg.username,
-            password=cfg.password.reveal() if cfg.password else None,
-            identifier=client_id[:64],
-            protocol=aiomqtt.ProtocolVersion.V311,
-            clean_session=True,
-            tls_context=tls_context(cfg),
-            timeout=timeout_s,
-        ) as client:
+        async with side_client(cfg, client_id, timeout_s=timeout_s) as client:
             connected = True
             await client.subscribe([(f, 0) for f in filters])
             await client.publish(marker, b"", qos=0)

@@ -35,39 +35,6 @@ USAGE_TERMS_NOTICE = (
 PHASE_SWITCH_HOLD_S = 45.0
 
 
-class Invalid(ValueError):
-    pass
-
-
-def decode_payload(payload: bytes) -> Any:
-    """openWB's `decode_payload`: JSON, falling back to the raw UTF-8 text; a payload over
-    the size limit, not UTF-8 or nested too deeply is Invalid."""
-    try:
-        return jsontext.decode_command(payload)
-    except jsontext.BadPayload as exc:
-        raise Invalid(str(exc)) from None
-
-
-def as_float(value: Any, low: float | None = None, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Invalid(f"expected a number, got {jsontext.excerpt(value)}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise Invalid(f"expected a finite number, got {value!r}")
-    if (low is not None and number < low) or (high is not None and number > high):
-        raise Invalid(f"{value!r} is out of range")
-    return number
-
-
-def as_int(value: Any, low: int, high: int | None = None) -> int:
-    # openWB's validator rejects 3.0 where it wants an int (docs/protocol/openwb.md#types).
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise Invalid(f"expected an integer, got {jsontext.excerpt(value)}")
-    if value < low or (high is not None and value > high):
-        raise Invalid(f"{value!r} is out of range {low}..{high if high is not None else ''}")
-    return value
-
-
 class RetainedValues:
     """Publishes a set of retained topics: on change, and all of them every `refresh_s`.
     Topics ending in one of `expiring` go out with an MQTT 5 message expiry of

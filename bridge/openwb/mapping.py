@@ -7,7 +7,6 @@ strings quoted (`"072246"`), power factors −1…1, frequency only within 40…
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +16,6 @@ from ..goe.model import ApiVersion, ChargerStatus
 # openWB hardware counts a phase as in use above 3 A (docs/protocol/openwb.md#secondary-values).
 PHASE_THRESHOLD_A = 3.0
 OK_TEXT = "Kein Fehler."
-REQUIRED_SECONDARY = ("power", "currents", "imported", "exported", "phases_in_use",
-                      "plug_state", "charge_state", "fault_state", "fault_str")  # fmt: skip
-REQUIRED_MQTT = ("currents", "power", "plug_state", "charge_state", "phases_in_use",
-                 "imported", "exported")  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -223,43 +218,3 @@ def legacy19_values(status: ChargerStatus | None, unreachable: str | None) -> di
     if status.frequency_hz:
         out["HzFrequenz"] = f"{status.frequency_hz:.2f}"
     return out
-
-
-def validate_values(values: Mapping[str, Any], required: tuple[str, ...]) -> list[str]:
-    """The checks openWB's validator makes on chargepoint get values; [] when all pass."""
-    # openWB accepts a missing value when the chargepoint reports fault_state 2
-    # (external_openwb/chargepoint_module.py get_values)
-    faulted = values.get("fault_state") == 2
-    problems = [] if faulted else [f"{key}: missing" for key in required if key not in values]
-    for key, value in values.items():
-        if value is None and key in ("evse_current", "max_evse_current", "error_timestamp",
-                                     "rfid", "vehicle_id"):  # fmt: skip
-            continue
-        if key in ("currents", "voltages", "powers", "power_factors"):
-            if not (isinstance(value, list) and len(value) == 3):
-                problems.append(f"{key}: expected a list of three numbers")
-            elif any(isinstance(v, bool) or not isinstance(v, int | float) for v in value):
-                problems.append(f"{key}: every element must be a number (no null)")
-            elif key == "voltages" and any(not 0 <= v <= 500 for v in value):
-                problems.append(f"{key}: out of 0..500")
-            elif key == "power_factors" and any(not -1 <= v <= 1 for v in value):
-                problems.append(f"{key}: out of -1..1")
-        elif key in ("phases_in_use", "fault_state"):
-            high = 3 if key == "phases_in_use" else 2
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
-                problems.append(f"{key}: expected an integer 0..{high}")
-        elif key in ("plug_state", "charge_state"):
-            if not isinstance(value, bool):
-                problems.append(f"{key}: expected a bool")
-        elif key in ("power", "imported", "exported", "evse_current", "max_evse_current",
-                     "frequency"):  # fmt: skip
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                problems.append(f"{key}: expected a number")
-            elif key in ("imported", "exported") and value < 0:
-                problems.append(f"{key}: must be >= 0")
-            elif key == "frequency" and not 40 <= value <= 60:
-                problems.append(f"{key}: out of 40..60")
-        elif key in ("fault_str", "serial_number", "rfid", "version", "current_branch",
-                     "current_commit") and not isinstance(value, str):  # fmt: skip
-            problems.append(f"{key}: expected a string")
-    return problems

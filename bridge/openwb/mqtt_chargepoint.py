@@ -16,8 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..goe.model import ApiVersion, Target
+from ..inputs import Invalid, as_float, as_int
+from ..inputs import decode as decode_payload
 from . import mapping
-from .common import Invalid, OpenWBController, as_float, as_int, decode_payload
+from .common import OpenWBController
 
 
 class OpenWBMqttChargepoint(OpenWBController):

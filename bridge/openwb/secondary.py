@@ -23,8 +23,10 @@ from typing import Any
 
 from .. import __version__
 from ..goe.model import ApiVersion, Target
+from ..inputs import Invalid, as_float, as_int
+from ..inputs import decode as decode_payload
 from . import mapping
-from .common import Invalid, OpenWBController, RetainedValues, as_float, as_int, decode_payload
+from .common import OpenWBController, RetainedValues
 
 HEARTBEAT_TIMEOUT_S = 80.0  # internal_chargepoint_handler.py _check_heartbeat_expired
 # A heartbeat this far ahead of our clock is not believed (primary and bridge both run NTP;

@@ -207,6 +207,18 @@ def announced_components(payload: bytes) -> dict[str, str]:
     }
 
 
+# What the bridge is doing, with a controller: (control key, platform, name, extra options)
+_CONTROL_ENTITIES: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+    ("in_sync", "binary_sensor", "In sync", {"payload_on": "true", "payload_off": "false"}),
+    ("failsafe_active", "binary_sensor", "Failsafe active",
+     {"device_class": "problem", "payload_on": "true", "payload_off": "false"}),
+    ("target_allow", "sensor", "Target: allow charging", {}),
+    ("target_current_a", "sensor", "Target: current",
+     {"device_class": "current", "unit_of_measurement": "A"}),
+    ("target_phases", "sensor", "Target: phases", {}),
+)  # fmt: skip
+
+
 def _control_entities(add: Any, topics: Topics, *, controlled: bool) -> None:
     """What the bridge is doing: the control source always; with a controller, whether the
     charger shows the Target, the failsafe, the Target itself and the last command's result
@@ -215,53 +227,9 @@ def _control_entities(add: Any, topics: Topics, *, controlled: bool) -> None:
     add("control/source", "sensor", "Control source", state_topic=topics.control("source"), **diag)
     if not controlled:
         return
-    add(
-        "control/in_sync",
-        "binary_sensor",
-        "In sync",
-        state_topic=topics.control("in_sync"),
-        payload_on="true",
-        payload_off="false",
-        value_template=UNKNOWN_TEMPLATE,
-        **diag,
-    )
-    add(
-        "control/failsafe_active",
-        "binary_sensor",
-        "Failsafe active",
-        device_class="problem",
-        state_topic=topics.control("failsafe_active"),
-        payload_on="true",
-        payload_off="false",
-        value_template=UNKNOWN_TEMPLATE,
-        **diag,
-    )
-    add(
-        "control/target_allow",
-        "sensor",
-        "Target: allow charging",
-        state_topic=topics.control("target_allow"),
-        value_template=UNKNOWN_TEMPLATE,
-        **diag,
-    )
-    add(
-        "control/target_current_a",
-        "sensor",
-        "Target: current",
-        device_class="current",
-        unit_of_measurement="A",
-        state_topic=topics.control("target_current_a"),
-        value_template=UNKNOWN_TEMPLATE,
-        **diag,
-    )
-    add(
-        "control/target_phases",
-        "sensor",
-        "Target: phases",
-        state_topic=topics.control("target_phases"),
-        value_template=UNKNOWN_TEMPLATE,
-        **diag,
-    )
+    for key, platform, name, extra in _CONTROL_ENTITIES:
+        add(f"control/{key}", platform, name, state_topic=topics.control(key),
+            value_template=UNKNOWN_TEMPLATE, **extra, **diag)  # fmt: skip
     add(
         "result",
         "sensor",

@@ -283,8 +283,10 @@ async def test_no_secret_leaks(tmp_path: Path, sim: tuple[SimCharger, int]) -> N
 
 def test_readable_config_with_secrets_warns_at_start(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("brokers: {home: {username: u, password: hunter2}}\n"
-                    "chargers: [{id: c, connection: {type: http, host: 192.0.2.1}}]\n")
+    path.write_text(
+        "brokers: {home: {username: u, password: hunter2}}\n"
+        "chargers: [{id: c, connection: {type: http, host: 192.0.2.1}}]\n"
+    )
     path.chmod(0o644)
     result = subprocess.run(
         [*goe_bridge(), "check-config", "-c", str(path)],

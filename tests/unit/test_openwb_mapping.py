@@ -39,7 +39,6 @@ def test_values_pass_openwbs_validation(status: ChargerStatus) -> None:
     values = json.loads(json.dumps(values))
     assert openwb_check(values, REQUIRED_SECONDARY) == []
     assert openwb_check(values, REQUIRED_MQTT) == []
-    assert mapping.validate_values(values, mapping.REQUIRED_SECONDARY) == []
 
 
 def test_charging_values() -> None:

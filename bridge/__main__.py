@@ -1,4 +1,4 @@
-"""The `goe-bridge` command line: run | demo | check-config | decode | probe | simulate."""
+"""The `goe-bridge` command line: run | demo | check-config | schema | decode | probe | simulate."""
 
 from __future__ import annotations
 
@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         "must be readable for it (default, as root: the User= of the installed "
         "goe-bridge.service when it runs this config file)",
     )
+
+    sub.add_parser("schema", help="print the config's JSON Schema (goe-bridge.schema.json)")
 
     p = sub.add_parser(
         "addon-config",
@@ -296,6 +298,11 @@ def _check(args: argparse.Namespace, user: str | None) -> int:
     print(json.dumps(config.normalized(cfg), indent=2))
     who = f" for the user {user}" if user else ""
     print(f"{cfg.source}: OK{who}, {len(cfg.chargers)} charger(s)", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(config.schema(), indent=2))
     return EXIT_OK
 
 
@@ -627,6 +634,7 @@ COMMANDS = {
     "run": cmd_run,
     "demo": cmd_demo,
     "check-config": cmd_check_config,
+    "schema": cmd_schema,
     "addon-config": cmd_addon_config,
     "addon-run": cmd_addon_run,
     "decode": cmd_decode,

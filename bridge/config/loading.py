@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -161,17 +160,23 @@ def _permission_warnings(path: Path, data: Any) -> list[str]:
         mode = path.stat().st_mode
     except OSError:
         return []
-    if not mode & stat.S_IROTH:
+    if not mode & stat.S_IROTH or not _holds_secret(data):
         return []
-    text = yaml.safe_dump(data) if data else ""
-    if re.search(r"(password|token)\s*:\s*[^\s{}]", text) and not re.search(
-        r"(password|token)\s*:\s*null", text
-    ):
-        return [
-            f"{path} holds a password or token and is readable by other users; "
-            f"run: chmod 600 {path} (or use password_file / token_file)"
-        ]
-    return []
+    return [
+        f"{path} holds a password or token and is readable by other users; "
+        f"run: chmod 600 {path} (or use password_file / token_file)"
+    ]
+
+
+def _holds_secret(data: Any) -> bool:
+    """A password or token written in the file (one from the environment is not)."""
+    if isinstance(data, dict):
+        return any(
+            (key in ("password", "token") and value is not None and not isinstance(value, EnvText))
+            or _holds_secret(value)
+            for key, value in data.items()
+        )
+    return isinstance(data, list) and any(_holds_secret(item) for item in data)
 
 
 def _secret_file_warnings(data: Any, path: str = "") -> list[str]:

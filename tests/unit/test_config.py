@@ -457,3 +457,19 @@ def test_the_config_rules_on_a_serial_are_the_configs() -> None:
     ) == ["chargers[0].connection.serial: must not be empty"]
     probe = config.CloudConnection(type="cloud", serial="", token=Secret("t"), api="v1")
     assert probe.serial == ""
+
+
+def test_the_permission_warning_looks_at_the_secrets_written_in_the_file(tmp_path: Path) -> None:
+    """Defect: a `password: null` anywhere in the file silenced the warning for every other
+    password (the check searched the dumped YAML text for `password: null`), and a password
+    given by the environment counted as one in the file."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "brokers: {a: {username: u, password: hunter2}, b: {password: null}}\n"
+        "publish: {broker: a}\n"
+    )
+    path.chmod(0o644)
+    assert [w for w in config.load(path, env={}).warnings if "chmod 600" in w]
+    path.write_text("brokers: {a: {username: u}}\n")
+    env = {"GOE_BRIDGE__BROKERS__A__PASSWORD": "from-env"}
+    assert config.load(path, env=env).warnings == ()

@@ -1,4 +1,4 @@
-"""The `goe-bridge` command line: run | demo | check-config | decode | probe | simulate."""
+"""The `goe-bridge` command line: run | demo | check-config | schema | decode | probe | simulate."""
 
 from __future__ import annotations
 
@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         "must be readable for it (default, as root: the User= of the installed "
         "goe-bridge.service when it runs this config file)",
     )
+
+    sub.add_parser("schema", help="print the config's JSON Schema (goe-bridge.schema.json)")
 
     p = sub.add_parser(
         "addon-config",
@@ -299,6 +301,11 @@ def _check(args: argparse.Namespace, user: str | None) -> int:
     return EXIT_OK
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(config.schema(), indent=2))
+    return EXIT_OK
+
+
 def cmd_decode(args: argparse.Namespace) -> int:
     from .goe import detect
 
@@ -324,6 +331,8 @@ def _host_port(text: str, default_port: int) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep:
         return text, default_port
+    if not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text}: the port must be a number from 1 to 65535")
     return host, int(port)
 
 
@@ -419,7 +428,11 @@ async def probe_mqtt(args: argparse.Namespace) -> int:
     if not args.serial:
         print("error: --mqtt needs --serial", file=sys.stderr)
         return EXIT_ERROR
-    host, port = _host_port(args.mqtt, 1883)
+    try:
+        host, port = _host_port(args.mqtt, 1883)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     password = os.environ.get("GOE_MQTT_PASSWORD")
     link = BrokerLink(
         "probe",
@@ -627,6 +640,7 @@ COMMANDS = {
     "run": cmd_run,
     "demo": cmd_demo,
     "check-config": cmd_check_config,
+    "schema": cmd_schema,
     "addon-config": cmd_addon_config,
     "addon-run": cmd_addon_run,
     "decode": cmd_decode,

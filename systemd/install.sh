@@ -60,12 +60,15 @@ fi
 say "installed goe-bridge $("$VENV/bin/python" -m bridge --version | cut -d' ' -f2) into $VENV"
 # the guides beside it, where the unit's Documentation= points
 mkdir -p "$VENV/share/doc/goe-bridge"
-cp "$SRC/README.md" "$SRC/config.example.yaml" "$VENV/share/doc/goe-bridge/"
+cp "$SRC/README.md" "$SRC/config.example.yaml" "$SRC/goe-bridge.schema.json" \
+    "$VENV/share/doc/goe-bridge/"
 cp -r "$SRC/docs" "$VENV/share/doc/goe-bridge/"
 
 # 3. the config: never overwritten
 mkdir -p "$ETC"
 chmod 0750 "$ETC"
+# the JSON Schema beside it, where the config's yaml-language-server line points (editors)
+cp "$SRC/goe-bridge.schema.json" "$ETC/"
 if [ ! -f "$ETC/config.yaml" ]; then
     cp "$SRC/config.example.yaml" "$ETC/config.yaml"
     say "wrote $ETC/config.yaml: edit it, then: sudo systemctl restart goe-bridge"

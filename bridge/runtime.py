@@ -124,6 +124,9 @@ class ChargerRuntime:
         # control source or charger still deletes what is gone)
         self.capable: frozenset[str] = frozenset()
         self.announced: dict[str, str] = {}
+        # components removed from the device config, kept in the removal form until a Home
+        # Assistant that was away has been told after its birth (tombstone_messages)
+        self.tombstones: dict[str, str] = {}
         self.intent_at: float | None = None  # wall clock of the last generic command
         self._memory_key: tuple[Any, ...] | None = None
         conn = cfg.connection
@@ -470,12 +473,47 @@ class ChargerRuntime:
             self.status,
             controllable=self.cfg.control.source == "mqtt",
             max_current_a=self.cfg.limits.max_current_a,
-            capable=self.capable,
+            capable=self.capable_with_announced(),
             announced=self.announced,
             control_source=self.cfg.control.source,
+            tombstones=self.tombstones,
         )
-        self.announced = discovery.announced_components(payload.encode())
+        data = payload.encode()
+        self.announced = discovery.announced_components(data)
+        self.tombstones = discovery.removed_components(data)
         return topic, payload
+
+    def capable_with_announced(self) -> frozenset[str]:
+        """The fields to announce: what the charger reported (and its API reports at
+        times), and what was announced before for a field its API has (a field that is
+        empty in the first status after a restart keeps its entity and its history)."""
+        if self.status is None:
+            return self.capable
+        node = discovery.node_id(self.id)
+        before = {cid[len(node) + 1 :] for cid in self.announced if cid.startswith(node + "_")}
+        extra = before & discovery.FIELD_ENTITIES & discovery.API_FIELDS[self.status.api_version]
+        return self.capable | extra if extra - self.capable else self.capable
+
+    def tombstone_messages(self) -> list[tuple[str, str]]:
+        """What tells a Home Assistant that was away to remove this charger's removed
+        components: the config with them in a valid form, then with the removal form."""
+        if not self.tombstones or self.status is None:
+            return []
+        message = self.discovery_message()
+        if message is None:
+            return []
+        topic, payload = message
+        cmps = json.loads(payload)["cmps"]
+        dead = {**cmps, **discovery.dead_forms(self.tombstones, self.topics.base)}
+        first = discovery.with_components(payload.encode(), dead)
+        return [(topic, first), (topic, payload)] if first else []
+
+    def drop_tombstones(self) -> tuple[str, str] | None:
+        """The removals reached a Home Assistant after its birth: the config without them."""
+        if not self.tombstones:
+            return None
+        self.tombstones = {}
+        return self.discovery_message()
 
     def on_own_discovery(self, topic: str, payload: bytes, retain: bool) -> bool:
         """Our retained device config as the broker has it (at start: the previous run's).
@@ -487,6 +525,7 @@ class ChargerRuntime:
         old = discovery.announced_components(payload)
         gone = set(old) - set(self.announced)
         self.announced = {**old, **self.announced}
+        self.tombstones = {**discovery.removed_components(payload), **self.tombstones}
         return bool(gone) and self.status is not None
 
     @property

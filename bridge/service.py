@@ -105,6 +105,9 @@ class Bridge:
         }
         self.exit_code = EXIT_OK
         self.readback: ReadBack | None = None
+        # Home Assistant devices of chargers no longer configured, until a Home Assistant
+        # birth (node → the config in the valid dead form, and in the removal form)
+        self.ghost_devices: dict[str, tuple[str, str]] = {}
         # set once the retained state of the last run is restored (or there is no publish
         # broker): the chargers' tasks wait for it
         self.restored = asyncio.Event()
@@ -194,12 +197,31 @@ class Bridge:
                             "id")  # fmt: skip
         remove_ghosts(result, self.publish_link.publish)
         if ha.enabled:
-            for node in result.ghost_nodes(self.chargers):
-                log.info("homeassistant.ghost_removed", node=node)
-                self.publish_link.publish(discovery.config_topic(ha.prefix, node), "",
-                                          retain=True)  # fmt: skip
+            for node, payload in result.ghost_nodes(self.chargers).items():
+                self._remove_ghost_device(node, payload)
         self.restored.set()
         return True
+
+    def _remove_ghost_device(self, node: str, payload: bytes) -> None:
+        """A device this bridge announced for a charger it no longer has. A Home Assistant
+        that is up removes it now (its components once more in a valid form, then in the
+        removal form); one that is away finds the removal form retained, and gets the same
+        pair after its birth, then an empty config (`_on_ha_status`)."""
+        prefix = self.config.publish.home_assistant.prefix
+        topic = discovery.config_topic(prefix, node)
+        components = {**discovery.announced_components(payload),
+                      **discovery.removed_components(payload)}  # fmt: skip
+        dead = discovery.with_components(
+            payload, discovery.dead_forms(components, self.config.publish.base_topic)
+        )
+        removal = discovery.with_components(payload, {c: {"p": p} for c, p in components.items()})
+        if dead is None or removal is None:
+            self.publish_link.publish(topic, "", retain=True)
+            return
+        log.info("homeassistant.ghost_removed", node=node, components=len(components))
+        self.publish_link.publish(topic, dead, retain=True, ordered=True)
+        self.publish_link.publish(topic, removal, retain=True)
+        self.ghost_devices[node] = (dead, removal)
 
     # ------------------------------------------------------------------ discovery
 
@@ -225,6 +247,8 @@ class Bridge:
         if ha.enabled:
             out.append(discovery.bridge_config(ha.prefix, self.config.publish.base_topic))
             out.extend(m for rt in self.chargers.values() if (m := rt.discovery_message()))
+            out.extend((discovery.config_topic(ha.prefix, node), removal)
+                       for node, (_, removal) in self.ghost_devices.items())  # fmt: skip
         return out
 
     def publish_discovery(self) -> None:
@@ -239,17 +263,35 @@ class Bridge:
                 self.publish_link.publish(*message, retain=True)
 
     def _on_ha_status(self, topic: str, payload: bytes, retain: bool) -> None:
-        if payload.strip() == b"online":
-            log.info("homeassistant.online")
-            self.publish_discovery()
+        if payload.strip() != b"online":
+            return
+        log.info("homeassistant.online")
+        # Home Assistant just started: what was removed while it was away reaches it now
+        # (each removal once after a birth, then it is dropped)
+        prefix = self.config.publish.home_assistant.prefix
+        link = self.publish_link
+        for node, (dead, _) in list(self.ghost_devices.items()):
+            topic = discovery.config_topic(prefix, node)
+            link.publish(topic, dead, retain=True, ordered=True)
+            link.publish(topic, "", retain=True)
+            del self.ghost_devices[node]
+        for runtime in self.chargers.values():
+            for message in runtime.tombstone_messages():
+                link.publish(*message, retain=True, ordered=True)
+            runtime.drop_tombstones()
+        self.publish_discovery()
 
     def _on_identity(self, runtime: ChargerRuntime) -> None:
         """One charger's identity or capabilities changed: its own device config, and the
         bridge info once for a burst of them (at start-up every charger reports at once;
         re-sending everything for each was quadratic in the number of chargers)."""
         self.schedule_info()
-        ha = self.config.publish.home_assistant
-        message = runtime.discovery_message() if ha.enabled else None
+        if not self.config.publish.home_assistant.enabled:
+            return
+        # components removed while Home Assistant may have been away: the valid form first
+        for tombstone in runtime.tombstone_messages():
+            self.publish_link.publish(*tombstone, retain=True, ordered=True)
+        message = runtime.discovery_message()
         if message is not None:
             self.publish_link.publish(*message, retain=True)
 

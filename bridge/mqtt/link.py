@@ -202,11 +202,14 @@ class BrokerLink:
         retain: bool = False,
         qos: int = 0,
         expiry_s: int | None = None,
+        ordered: bool = False,
     ) -> None:
         """Queue a message (never blocks). Retained messages that must survive a broker that
-        lost its store are re-sent by their owner's replay source (`add_replay`)."""
+        lost its store are re-sent by their owner's replay source (`add_replay`); a newer
+        retained value replaces an unsent older one on the same topic unless that one is
+        `ordered` (outbox.py)."""
         data = payload.encode() if isinstance(payload, str) else payload
-        self.outbox.put(Outgoing(topic, data, retain, qos, expiry_s))
+        self.outbox.put(Outgoing(topic, data, retain, qos, expiry_s), ordered=ordered)
         self._wakeup.set()
 
     def add_replay(self, source: ReplaySource) -> None:
@@ -522,7 +525,8 @@ class BrokerLink:
             self._wakeup.clear()
             while outbox:
                 batch = outbox.next_batch(SEND_BATCH)
-                if len(batch) == 1 and (batch[0].qos or not batch[0].retain):
+                single = batch[0].qos or (outbox.transient and batch[0] is outbox.transient[0])
+                if single:
                     await client.send(batch[0])
                 else:
                     await client.send_batch(batch)

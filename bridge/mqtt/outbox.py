@@ -36,8 +36,11 @@ class Outbox:
         self.transient: collections.deque[Outgoing] = collections.deque(maxlen=MAX_TRANSIENT)
         self._sources: list[ReplaySource] = []
 
-    def put(self, message: Outgoing) -> None:
-        if message.retain:
+    def put(self, message: Outgoing, *, ordered: bool = False) -> None:
+        """`ordered`: a retained message that must go out as it is, before what is queued
+        after it for the same topic (a Home Assistant config announced once more just before
+        its removal), not be replaced by it."""
+        if message.retain and not ordered:
             self.pending[message.topic] = message
         else:
             self.transient.append(message)
@@ -79,9 +82,8 @@ class Outbox:
 
     def sent(self, batch: list[Outgoing]) -> None:
         for message in batch:
-            if not message.retain:
-                if self.transient and self.transient[0] is message:
-                    self.transient.popleft()
+            if self.transient and self.transient[0] is message:
+                self.transient.popleft()
             elif self.pending.get(message.topic) is message:
                 # only if no newer value arrived while it was being sent
                 del self.pending[message.topic]

@@ -16,6 +16,8 @@ from ..goe.model import ApiVersion, ChargerStatus
 from .fields import Topics, bridge_state_topic
 
 BRIDGE_NODE = "goe_bridge"
+# go-e's highest charging current (`amp`/`ama` ≤ 32 A on every model)
+MAX_CURRENT_A = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +158,28 @@ ENTITIES: tuple[Entity, ...] = (
     ),
 )
 CONTROLLABLE = ("allow_charging", "current_limit_a", "phases")
+FIELD_ENTITIES = frozenset(entity.field for entity in ENTITIES)
+_COMMON = frozenset({
+    "allow_charging", "car", "car_state", "charging", "current_l1_a", "current_l2_a",
+    "current_l3_a", "current_limit_a", "energy_session_charger_wh", "energy_session_wh",
+    "energy_total_wh", "error", "error_code", "firmware", "max_current_a", "meter_fault",
+    "phase_l1_available", "phase_l2_available", "phase_l3_available", "phases_in_use", "plugged",
+    "power_factor_l1_pct", "power_factor_l2_pct", "power_factor_l3_pct", "power_factor_n_pct",
+    "power_l1_w", "power_l2_w", "power_l3_w", "power_n_w", "power_w", "serial", "temperature_c",
+    "voltage_l1_v", "voltage_l2_v", "voltage_l3_v", "voltage_n_v", "cable_current_a",
+    "rfid_card", "data_age_s", "api_version",
+})  # fmt: skip
+# Every field each API can report (tests/unit/test_publish.py checks the codecs against it):
+# an entity announced before for a field of the charger's API stays announced while the field
+# is empty, so its history has no gap; one the API cannot report goes (API v2 → v1).
+API_FIELDS: Mapping[ApiVersion, frozenset[str]] = {
+    ApiVersion.V1: _COMMON,
+    ApiVersion.V2: _COMMON | {
+        "access_control", "effective_current_a", "force_state", "frequency_hz", "hardware",
+        "model_status", "model_status_code", "phases", "session_authorized", "variant_kw",
+        "wifi_rssi_dbm",
+    },
+}  # fmt: skip
 # A cleared topic (an empty retained message: the value became unknown) shows as unknown, and
 # the control topics' `none` ("leave as it is") too; Home Assistant treats a rendered None so.
 UNKNOWN_TEMPLATE = "{{ value if value not in ('', 'none') else None }}"
@@ -196,15 +220,63 @@ def removals(announced: Mapping[str, str], current: Mapping[str, Any]) -> dict[s
 
 def announced_components(payload: bytes) -> dict[str, str]:
     """The real components (more than the removal form) of a device config as published."""
+    return {cid: p for cid, (p, real) in _components(payload).items() if real}
+
+
+def removed_components(payload: bytes) -> dict[str, str]:
+    """The components a device config carries in the removal form (`{"p": …}`)."""
+    return {cid: p for cid, (p, real) in _components(payload).items() if not real}
+
+
+def _components(payload: bytes) -> dict[str, tuple[str, bool]]:
     try:
         cmps = json.loads(payload).get("cmps") or {}
     except (ValueError, AttributeError, RecursionError):
         return {}
+    if not isinstance(cmps, dict):
+        return {}
     return {
-        str(cid): str(c["p"])
+        str(cid): (c["p"], len(c) > 1)
         for cid, c in cmps.items()
-        if isinstance(c, dict) and isinstance(c.get("p"), str) and len(c) > 1
+        if isinstance(c, dict) and isinstance(c.get("p"), str)
     }
+
+
+# Removals that reach a Home Assistant that was away. Home Assistant acts on a removal form
+# (`{"p": …}`) or an empty device config only for what it discovered since its own start
+# (homeassistant/components/mqtt/discovery.py); an entity it restored from its registry stays
+# "unavailable (restored)" for good. What reaches it: after its birth message, the component
+# once more in a valid form on topics nothing publishes to, then the removal, back to back (it
+# queues them in order). Measured with Home Assistant 2026.11 (docs/design.md#lifecycle).
+_DEAD_SUFFIX = "bridge/removed"
+
+
+def dead_forms(components: Mapping[str, str], base: str) -> dict[str, dict[str, Any]]:
+    """Components in a valid form that shows nothing (their topics carry no messages), for
+    Home Assistant to load before it is told to remove them."""
+    out: dict[str, dict[str, Any]] = {}
+    for cid, platform in components.items():
+        form: dict[str, Any] = {"p": platform, "unique_id": cid,
+                                "state_topic": f"{base}/{_DEAD_SUFFIX}"}  # fmt: skip
+        if platform in ("number", "switch", "select", "button"):
+            form["command_topic"] = f"{base}/{_DEAD_SUFFIX}/set"
+            form["qos"] = 1
+        if platform == "select":
+            form["options"] = ["-"]
+        out[cid] = form
+    return out
+
+
+def with_components(payload: bytes, cmps: Mapping[str, Any]) -> str | None:
+    """A retained device config with its components replaced (None: not a config)."""
+    try:
+        config = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    config["cmps"] = dict(cmps)
+    return json.dumps(config, ensure_ascii=False)
 
 
 # What the bridge is doing, with a controller: (control key, platform, name, extra options)
@@ -315,6 +387,7 @@ def charger_config(
     capable: frozenset[str] | None = None,
     announced: Mapping[str, str] | None = None,
     control_source: str = "mqtt",
+    tombstones: Mapping[str, str] | None = None,
 ) -> tuple[str, str]:
     """The device config for one charger. Until the charger answered once (`status` None),
     only what needs no capability: reachability. `capable` (see `capabilities`) decides the
@@ -383,15 +456,23 @@ def charger_config(
     elif controllable:
         # QoS is read per entity (a top-level `qos` in a device config is not applied to the
         # components' commands): QoS 1, so the broker keeps a command while the bridge is away
+        # the template makes a cleared state topic read as unknown: without it Home Assistant's
+        # switch, number and select ignore an empty message and keep the old value
         add("allow_charging", "switch", "Allow charging",
             command_topic=topics.set("allow_charging"), qos=1,
-            payload_on="true", payload_off="false", state_on="true", state_off="false")  # fmt: skip
+            payload_on="true", payload_off="false", state_on="true", state_off="false",
+            value_template=UNKNOWN_TEMPLATE)  # fmt: skip
+        # The state can be anything the charger itself allows (set in the go-e app: up to its
+        # `ama`, at most 32 A): Home Assistant logs an error for a state outside min..max. A
+        # command above limits.max_current_a is refused with the reason on `result`.
+        top = status.max_current_a if status.max_current_a else MAX_CURRENT_A
         add("current_limit_a", "number", "Charging current",
-            command_topic=topics.set("current_limit_a"), min=6, max=max_current_a, step=1,
-            mode="slider", unit_of_measurement="A", device_class="current", qos=1)  # fmt: skip
+            command_topic=topics.set("current_limit_a"), min=6, max=max(top, max_current_a),
+            step=1, mode="slider", unit_of_measurement="A", device_class="current", qos=1,
+            value_template=UNKNOWN_TEMPLATE)  # fmt: skip
         if status.api_version is ApiVersion.V2:
             add("phases", "select", "Phases", command_topic=topics.set("phases"), qos=1,
-                options=["auto", "1", "3"])  # fmt: skip
+                options=["auto", "1", "3"], value_template=UNKNOWN_TEMPLATE)  # fmt: skip
     else:
         # Read-only twins of the controls get ids of their own: a component id that changed
         # its platform (number → sensor) would not be replaced in Home Assistant; the controls'
@@ -405,7 +486,7 @@ def charger_config(
             add("phases", "sensor", "Phases", key="phases_state", value_template=UNKNOWN_TEMPLATE)
     if status is not None:
         _control_entities(add, topics, controlled=control_source != "none")
-    cmps.update(removals(announced or {}, cmps))
+    cmps.update(removals({**(tombstones or {}), **(announced or {})}, cmps))
     payload = {
         "dev": device,
         "o": {"name": "goe-bridge", "sw": __version__},

@@ -190,3 +190,30 @@ def test_the_exact_discovery_document(fixture: str, decode: Any, golden: str) ->
     doc["o"]["sw"] = "VERSION"  # the bridge's version changes with every release
     expected = json.loads((ROOT / "tests" / "fixtures" / golden).read_text())
     assert doc == expected
+
+
+@pytest.mark.parametrize(
+    ("api", "decode", "fixtures"),
+    [
+        (ApiVersion.V2, codec_v2.decode, ["v2-status-full-idle.json"]),
+        (ApiVersion.V1, codec_v1.decode,
+         ["v1-status-fw033-idle.json", "v1-status-fw041-finished.json"]),
+    ],
+    ids=["v2", "v1"],
+)  # fmt: skip
+def test_the_fields_each_api_can_report_cover_what_it_reports(
+    api: ApiVersion, decode: Any, fixtures: list[str]
+) -> None:
+    """discovery.API_FIELDS keeps an entity of a field that is empty for a moment; it must
+    hold every field the codec gives for real payloads and the simulator, idle and charging."""
+    from bridge.simulator.charger import Car, SimCharger
+
+    seen: set[str] = set()
+    for name in fixtures:
+        seen |= set(decode(load_fixture(name)).fields())
+    for plugged in (False, True):
+        sim = SimCharger(api=api)
+        if plugged:
+            sim.plug(Car())
+        seen |= set(decode(sim.status_v2() if api is ApiVersion.V2 else sim.status_v1()).fields())
+    assert seen <= discovery.API_FIELDS[api], seen - discovery.API_FIELDS[api]

@@ -146,7 +146,7 @@ def test_phase_switching_needs_firmware_051_8() -> None:
     result = plan(Target(True, 10, phases=1), old, limit_a=16)
     assert result.phases == {}
     assert result.unsupported == (
-        "phases: switching needs firmware 051.8 or later (this charger: 051.4)",
+        "phases: phase switching needs firmware 051.8 or later (this charger: 051.4)",
     )
 
 

@@ -113,6 +113,7 @@ class ChargerRuntime:
             authorize=cfg.control.authorize,
             mqtt_writes=isinstance(cfg.connection, MqttConnection),
             on_warnings=on_warnings,
+            pv_input=lambda: self.pv_input.received is not None,
         )
         self.plausibility = Plausibility(self.diagnostics.plausibility_event)
         self.session_energy = derive.SessionEnergy()
@@ -301,6 +302,8 @@ class ChargerRuntime:
         self.outputs.control(state)
 
     def on_write(self, key: str, value: WireValue, error: str | None) -> None:
+        if error is None and key == "psm":
+            self.session_energy.phase_switch_written()  # plug and session hold through it
         if error is None and isinstance(self.controller, OpenWBController):
             self.controller.on_charger_write(key, value)
         self.commands.append(

@@ -95,7 +95,7 @@ async def test_settings_that_fight_the_controller_are_reported_and_cleared(
                 return set(json.loads(payload)["chargers"]["c"].get("warnings", {}))
 
             await probe.wait_for(info, lambda p: warnings(p) == {"lmo", "fup"})
-            assert "awattar" in bridge.chargers["c"].setting_warnings["lmo"]
+            assert "eco (lmo=4)" in bridge.chargers["c"].setting_warnings["lmo"]
             sim.lmo, sim.fup, sim.acs = 3, False, 1
             await probe.wait_for(info, lambda p: warnings(p) == {"acs"})
             sim.acs = 0

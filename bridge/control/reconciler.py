@@ -65,6 +65,12 @@ class SwitchWatch:
     deadline: float
     was_charging: bool
     force_before: str | None  # `frc` as it was: the switch resets it like an unplug
+    # the phases the car should then charge on (psm 1 → 1, 2 → 3), where that tells the switch
+    # is done (they differed before it): a switch shorter than a poll shows no car 1 at all
+    charges_on: int | None = None
+    # the Target the switch was written for: a new one (the controller changed its mind, a
+    # stop) is carried out at once; only re-writing the same one waits for the switch
+    target: Target | None = None
     away: bool = False  # the charger showed the switch (car 1, or modelStatus 22/23)
 
 
@@ -226,9 +232,12 @@ class Reconciler:
         psmd = status.raw.get("psmd")
         pause = psmd / 1000 if isinstance(psmd, int | float) and psmd > 0 else 10.0
         window = max(SWITCH_MIN_S, min(pause, 3600.0) + SWITCH_EXTRA_S)
-        self._switch = SwitchWatch(
-            written.get("psm"), now + window, bool(status.charging), status.force_state
-        )
+        psm = written.get("psm")
+        charges_on = {1: 1, 2: 3}.get(psm) if isinstance(psm, int) else None
+        if status.phases_in_use == charges_on:
+            charges_on = None  # the car draws on as many phases either way: no sign
+        self._switch = SwitchWatch(psm, now + window, bool(status.charging), status.force_state,
+                                   charges_on, self.target)  # fmt: skip
         self._resume_check = None
 
     def _switching(self, status: ChargerStatus, now: float) -> bool | float:
@@ -240,8 +249,12 @@ class Reconciler:
         watch = self._switch
         if watch is not None:
             watch.away = watch.away or away
-            back = watch.away and not away and status.car in (2, 3, 4)
-            if not back and now < watch.deadline:
+            back = (watch.away and not away and status.car in (2, 3, 4)) or (
+                status.car == 2
+                and watch.charges_on is not None
+                and status.phases_in_use == watch.charges_on
+            )
+            if not back and now < watch.deadline and self.target == watch.target:
                 return watch.deadline - now
             self._switch = None
             if watch.was_charging:

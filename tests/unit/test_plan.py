@@ -265,3 +265,46 @@ async def test_reconciler_leaves_the_charger_alone_while_its_own_phase_switch_ru
     await r.step()
     assert r.not_resumed and r.in_sync is False
     assert reports[-1][0] == "psm" and "#144" in (reports[-1][2] or "")
+
+
+async def test_a_new_target_or_the_new_phases_end_the_switch_hold() -> None:
+    """A switch shorter than a poll shows no car=1: charging on the new phases ends the hold;
+    and a new Target (a stop) is carried out at once, only the same one waits."""
+    import dataclasses
+    from collections.abc import Mapping
+
+    from bridge.control.reconciler import Reconciler
+    from bridge.goe.model import WireValue
+    from bridge.goe.transports.base import Transport
+
+    class Recording(Transport):
+        def __init__(self) -> None:
+            self.writes: list[dict[str, WireValue]] = []
+
+        async def read_status(self) -> ChargerStatus:
+            raise AssertionError("not used")
+
+        async def write(self, changes: Mapping[str, WireValue]) -> None:
+            self.writes.append(dict(changes))
+
+    now = [100.0]
+    transport = Recording()
+    r = Reconciler(transport, name="t", limit_a=16, min_command_interval_s=0,
+                   phase_switch_min_interval_s=0, clock=lambda: now[0])  # fmt: skip
+    three = ChargerStatus(ApiVersion.V2, car=2, plugged=True, charging=True, force_state="on",
+                          current_limit_a=10, phases=3, phases_in_use=3, firmware="56.9")  # fmt: skip
+    r.on_status(three)
+    r.set_target(Target(True, 10, phases=1))
+    await r.step()
+    assert transport.writes == [{"psm": 1}]
+    now[0] += 1
+    r.on_status(dataclasses.replace(three, phases=1, phases_in_use=1, force_state="neutral"))
+    await r.step()  # charging on one phase: the switch is over, frc=2 again
+    assert transport.writes == [{"psm": 1}, {"frc": 2}]
+    r.set_target(Target(True, 10, phases="auto"))
+    r.on_status(dataclasses.replace(three, phases=1, phases_in_use=1))
+    await r.step()
+    assert transport.writes[-1] == {"psm": 0}
+    r.set_target(Target(False, phases="auto"))  # a stop during the switch: at once
+    await r.step()
+    assert transport.writes[-1] == {"frc": 1}

@@ -111,7 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--username", help="MQTT user (password from GOE_MQTT_PASSWORD)")
 
     p = sub.add_parser("simulate", help="run the built-in go-e simulator")
-    p.add_argument("--api", choices=("v1", "v2"), default="v2")
+    p.add_argument(
+        "--profile",
+        default=None,
+        metavar="NAME",
+        help="a go-e firmware line with its quirks (docs/firmware-matrix.md): "
+        "v2-033, v2-040, v2-041, v2-042.0, v3-051, v3-052, v3-055.5, v3-056, v4-60, gemini, "
+        "pro-60 (default: v3-056 for API v2, v2-041 for API v1)",
+    )
+    p.add_argument("--api", choices=("v1", "v2"), default=None, help="default: the profile's")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080, help="first HTTP port")
     p.add_argument("--count", type=int, default=1, help="chargers on consecutive ports")
@@ -474,11 +482,16 @@ async def probe_mqtt(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from .goe.model import ApiVersion
+    from .simulator import profiles
     from .simulator.charger import Car, SimCharger
     from .simulator.cloud import CloudFrontend, CloudState
     from .simulator.http import HttpFrontend
     from .simulator.mqtt import MqttFrontend
+
+    if args.profile is not None and args.profile not in profiles.PROFILES:
+        print(f"error: unknown profile {args.profile!r}; choose one of "
+              f"{', '.join(profiles.PROFILES)}", file=sys.stderr)  # fmt: skip
+        return EXIT_CONFIG
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -491,7 +504,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         for i in range(args.count):
             serial = args.serial if i == 0 else f"{base_serial + i:06d}"
             sim = SimCharger(
-                api=ApiVersion(args.api),
+                api=args.api,
+                profile=args.profile,
                 serial=serial,
                 firmware=args.firmware,
                 legacy_v1=args.legacy_v1,
@@ -500,12 +514,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             )
             fe = await HttpFrontend(sim, args.host, args.port + i if args.port else 0).start()
             frontends.append(fe)
-            print(f"simulated go-e charger {serial} (API {args.api}) on {fe.url}", flush=True)
+            print(f"simulated go-e charger {serial} (API {sim.api}, {sim.spec.name}: "
+                  f"{sim.spec.title}) on {fe.url}", flush=True)  # fmt: skip
             if args.cloud_port is not None:
                 state = CloudState(sim, args.cloud_token, args.cloud_min_interval)
                 cloud = await CloudFrontend(state, args.host, args.cloud_port + i).start()
                 others.append(cloud)
-                print(f"  go-e cloud API {args.api} on {cloud.url}", flush=True)
+                print(f"  go-e cloud API {sim.api} on {cloud.url}", flush=True)
             if args.mqtt:
                 mhost, mport = _host_port(args.mqtt, 1883)
                 mqtt = await MqttFrontend(
@@ -513,7 +528,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                     write_access=not args.mqtt_read_only,
                 ).start()  # fmt: skip
                 others.append(mqtt)
-                print(f"  go-e MQTT {args.api} on {mhost}:{mport} as {mqtt.root}", flush=True)
+                print(f"  go-e MQTT {sim.api} on {mhost}:{mport} as {mqtt.root}", flush=True)
 
         async def plug_later() -> None:
             await asyncio.sleep(args.plug_after)

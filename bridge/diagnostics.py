@@ -24,12 +24,14 @@ class ChargerDiagnostics:
         authorize: bool,
         mqtt_writes: bool,
         on_warnings: Callable[[], None] = lambda: None,
+        pv_input: Callable[[], bool] = lambda: False,
     ) -> None:
         self.charger = charger
         self.control_source = control_source
         self.authorize = authorize
         self.mqtt_writes = mqtt_writes
         self.on_warnings = on_warnings
+        self.pv_input = pv_input  # pv/set feeds go-e's PV logic: lmo=4 and fup are right
         # charger settings that fight the controller: key → advice (log, bridge/info, page)
         self.setting_warnings: dict[str, str] = {}
         self._settings_seen: tuple[object, ...] | None = None
@@ -70,11 +72,14 @@ class ChargerDiagnostics:
 
     def _note_settings(self, status: ChargerStatus) -> None:
         """Warn once at start-up and on every change (docs/protocol/go-e.md#settings)."""
-        settings = tuple(status.raw.get(key) for key in derive.SETTING_KEYS)
+        pv_input = self.pv_input()
+        settings = (*(status.raw.get(key) for key in derive.SETTING_KEYS), pv_input)
         if not status.raw or settings == self._settings_seen:
             return  # checked on every poll: the warnings only when the settings changed
         self._settings_seen = settings
-        warnings = derive.setting_warnings(status.raw, mqtt_writes=self.mqtt_writes)
+        warnings = derive.setting_warnings(
+            status.raw, mqtt_writes=self.mqtt_writes, pv_input=pv_input
+        )
         if self.control_source == "none":
             warnings = {}  # nobody controls this charger: its own logic is the point
         elif self.authorize and status.access_control == "wait":

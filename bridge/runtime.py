@@ -113,6 +113,7 @@ class ChargerRuntime:
             authorize=cfg.control.authorize,
             mqtt_writes=isinstance(cfg.connection, MqttConnection),
             on_warnings=on_warnings,
+            pv_input=lambda: self.pv_input.received is not None,
         )
         self.plausibility = Plausibility(self.diagnostics.plausibility_event)
         self.session_energy = derive.SessionEnergy()
@@ -129,6 +130,8 @@ class ChargerRuntime:
         self.tombstones: dict[str, str] = {}
         self.intent_at: float | None = None  # wall clock of the last generic command
         self._memory_key: tuple[Any, ...] | None = None
+        self._charger_wh: float | None = None
+        self._wh_restarts = 0
         conn = cfg.connection
         if isinstance(conn, CloudConnection) and conn.api == "v1" and interval < 107:
             log.warning(
@@ -304,6 +307,8 @@ class ChargerRuntime:
         self.outputs.control(state)
 
     def on_write(self, key: str, value: WireValue, error: str | None) -> None:
+        if error is None and key == "psm":
+            self.session_energy.phase_switch_written()  # plug and session hold through it
         if error is None and isinstance(self.controller, OpenWBController):
             self.controller.on_charger_write(key, value)
         self.commands.append(
@@ -341,8 +346,8 @@ class ChargerRuntime:
             record["intent"] = dict(self.controller.intent)
             record["intent_at"] = self.intent_at
         session = self.session_energy
-        if session.baseline is not None or session.last is not None:
-            record["session"] = {"baseline_wh": session.baseline, "last_wh": session.last}
+        if session.baseline is not None:
+            record["session"] = session.snapshot()
         status = self.status
         if status is not None and status.plugged is not None:
             record["plug"] = {"plugged": status.plugged, "phases_in_use": status.phases_in_use}
@@ -351,10 +356,16 @@ class ChargerRuntime:
     def _remember(self) -> None:
         session = self.session_energy
         status = self.status
+        wh = session.charger_wh
+        if wh is not None and self._charger_wh is not None and wh < self._charger_wh:
+            # go-e's own counter restarted (a phase switch): the record must say so, or a
+            # restart could not tell this session from a new one (derive.SessionEnergy)
+            self._wh_restarts += 1
+        self._charger_wh = wh
         key = (
             self.intent_at,
             session.baseline,
-            session.baseline is None and session.last,
+            self._wh_restarts,
             status.plugged if status else None,
             status.phases_in_use if status else None,
         )
@@ -388,13 +399,9 @@ class ChargerRuntime:
             self._restore_intent(record.get("intent"), record.get("intent_at"))
 
     def _restore_session(self, session: Any) -> None:
-        if not isinstance(session, dict):
-            return
-        baseline, last = session.get("baseline_wh"), session.get("last_wh")
-        if _number(baseline) or baseline is None:
-            self.session_energy.baseline = baseline
-        if _number(last) or last is None:
-            self.session_energy.last = last
+        # taken when the charger's first plugged-in status shows the same session
+        if session is not None and not self.session_energy.restore(session):
+            log.info("memory.session_not_taken", charger=self.id)
 
     def _restore_plug(self, plug: Any) -> None:
         if not isinstance(plug, dict) or not isinstance(self.controller, OpenWBController):
@@ -477,6 +484,9 @@ class ChargerRuntime:
             announced=self.announced,
             control_source=self.cfg.control.source,
             tombstones=self.tombstones,
+            phase_options=tuple(
+                str(p) for p in ("auto", 1, 3) if planning.phase_support(self.status, p) is None
+            ),
         )
         data = payload.encode()
         self.announced = discovery.announced_components(data)

@@ -233,12 +233,15 @@ class ControlConfig(StrictModel):
         "force", description="API v2: force (frc=2) | neutral (frc=0)"
     )
     # With access control on (`acs=1`), authorise the waiting session (`trx=0`) when the
-    # controller allows charging, as evcc does (charger/go-e.go). Off by default: it
+    # controller allows charging (go-e's own advice, go-eCharger-API-v2 #117). Off by
+    # default: it
     # bypasses the card the owner asked for.
     authorize: bool = Field(False, description="API v2, acs=1: authorise the waiting session")
     # <base>/<id>/pv/set (go-e's PV-surplus input `ids`): repeated every 4 s for this long
-    # after the last value, then stopped (a quiet meter must not leave an old surplus)
-    pv_input_timeout_s: float = Field(30.0, ge=5, le=3600)
+    # after the last value, then stopped (a quiet meter must not leave an old surplus). Below
+    # the charger's own lapse of 10-15 s (syssi/homeassistant-goecharger-mqtt README), so the
+    # bridge never keeps a surplus alive that the charger would have dropped.
+    pv_input_timeout_s: float = Field(8.0, ge=5, le=3600)
     min_command_interval_s: float = Field(
         5.0, ge=0, description="current changes at most this often; the last value wins"
     )

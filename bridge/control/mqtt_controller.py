@@ -15,10 +15,11 @@ from typing import Any
 
 from .. import jsontext, logs
 from ..config import ChargerConfig
-from ..goe.model import PSM_SINCE, ApiVersion, Target, firmware_version
+from ..goe.model import Target
 from ..inputs import Invalid, parse_bool, parse_whole, shown
 from ..publish.fields import SETTABLE, Topics, result_payload
 from .base import Controller
+from .plan import phase_support
 
 log = logs.get("goe_bridge.control.mqtt")
 
@@ -66,14 +67,9 @@ class MqttController(Controller):
                 phases = parse_whole(value)
             if phases not in (1, 3, "auto"):
                 raise Invalid(f"expected 1, 3 or auto, got {shown(value)}")
-            if self.status is not None and self.status.api_version is ApiVersion.V1:
-                raise Invalid("API v1 chargers cannot switch phases")
-            version = firmware_version(self.status.firmware) if self.status else None
-            if version is not None and version < PSM_SINCE:
-                raise Invalid(
-                    "phase switching needs firmware 051.8 or later "
-                    f"(this charger: {self.status.firmware if self.status else '?'})"
-                )
+            reason = phase_support(self.status, phases)
+            if reason is not None:
+                raise Invalid(reason)
             return phases
         settable = ", ".join(SETTABLE)
         raise Invalid(f"unknown field {shown(field)}; settable: {settable}")

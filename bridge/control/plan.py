@@ -5,7 +5,11 @@
 - enable = `alw=1` (v1) / `frc=2` (`enable_mode: force`) or `frc=0` (`neutral`) on v2;
   disable = `alw=0` / `frc=1`;
 - current = `amx` on v1 firmware ≥ 040 (never `amp`: EEPROM wear), `amp` on older v1 and v2;
-- phases = `psm=1|2`, or `psm=0` for "auto" (the charger's own logic), API v2 only.
+- phases = `psm=1|2`, or `psm=0` for "auto" (the charger's own logic), API v2 only, where
+  the firmware has them (`phase_support`).
+
+`plan()` never raises, whatever the status holds: it runs on every reconcile step of every
+charger, and a status comes from the charger (or anyone answering its HTTP on the LAN).
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ from dataclasses import dataclass, field
 
 from ..goe.codec_v2 import PHASES_TO_PSM, PSM_TO_PHASES
 from ..goe.model import (
+    PSM_AUTO_SINCE,
     PSM_SINCE,
     ApiVersion,
     ChargerStatus,
     Target,
     WireValue,
+    firmware_at_least,
     firmware_major,
-    firmware_version,
 )
 
 MIN_CURRENT_A = 6
@@ -66,6 +71,27 @@ def effective(target: Target, status: ChargerStatus | None, limit_a: int) -> Tar
     return Target(allow=allow, current_a=current, phases=target.phases)
 
 
+def phase_support(status: ChargerStatus | None, phases: int | str) -> str | None:
+    """Why this charger cannot be set to `phases`, or None when it can (or is not known)."""
+    if phases not in PHASES_TO_PSM:
+        return f"{phases} is not 1, 3 or auto"
+    if status is None:
+        return None
+    if status.api_version is ApiVersion.V1:
+        return "API v1 chargers cannot switch phases"
+    if firmware_at_least(status.firmware, PSM_SINCE) is False:
+        # go-eCharger-API-v2 #58 (one user comment): psm from 051.8
+        return f"phase switching needs firmware 051.8 or later (this charger: {status.firmware})"
+    if phases == "auto" and firmware_at_least(status.firmware, PSM_AUTO_SINCE) is False:
+        # syssi/homeassistant-goecharger-mqtt #89 (one user report): psm=0 from 055.5
+        return f"phases auto needs firmware 055.5 or later (this charger: {status.firmware})"
+    if status.raw and "psm" not in status.raw:
+        # the poll asks for psm: a charger that leaves it out does not have it (the V5
+        # firmware's key exports, go-eCharger-API-v2 API_KEYS_FIRMWARE, have no psm)
+        return "this charger does not report psm (no phase switching)"
+    return None
+
+
 def plan(
     target: Target,
     status: ChargerStatus,
@@ -91,7 +117,7 @@ def plan(
                 key = "amx" if major is None or major >= 40 else "amp"
                 current[key] = amps
         if want.phases is not None:
-            unsupported.append("phases: API v1 chargers cannot switch phases")
+            unsupported.append(f"phases: {phase_support(status, want.phases)}")
     else:
         if want.allow is not None:
             frc = (2 if enable_mode == "force" else 0) if want.allow else 1
@@ -106,23 +132,19 @@ def plan(
                 and status.session_authorized is False
             ):
                 # Access control waits for a card: authorise the session without one,
-                # `trx=0` (apikeys-en.md; evcc charger/go-e.go does the same), on opt-in.
+                # `trx=0` (apikeys-en.md; syssi's and marq24's Home Assistant integrations
+                # write `trx`, evcc does not), on opt-in.
                 switch["trx"] = 0
         if want.current_a is not None and want.allow is not False:
             amps = int(want.current_a)
             if status.current_limit_a != amps:
                 current["amp"] = amps
-        version = firmware_version(status.firmware)
-        if want.phases is not None and version is not None and version < PSM_SINCE:
-            unsupported.append(
-                f"phases: switching needs firmware 051.8 or later (this charger: {status.firmware})"
-            )
-        elif want.phases is not None:
-            psm = PHASES_TO_PSM.get(want.phases)
-            if psm is None:
-                unsupported.append(f"phases: {want.phases} is not 1, 3 or auto")
+        if want.phases is not None:
+            reason = phase_support(status, want.phases)
+            if reason is not None:
+                unsupported.append(f"phases: {reason}")
             elif status.phases != want.phases:
-                phases["psm"] = psm
+                phases["psm"] = PHASES_TO_PSM[want.phases]
     return Plan(switch, current, phases, tuple(unsupported))
 
 

@@ -8,7 +8,13 @@ every RESEND_S, because go-e needs it "all 5 seconds" (apikeys-en.md `ids`; syss
 refresh within 10 s). When the source goes quiet for `timeout_s`, the bridge stops: the
 charger's PV logic then sees no fresh data instead of an old surplus.
 
-The charger uses it only with PV surplus charging on (`fup`) and not forced (`frc=0`).
+Each pv/set message is answered on `<base>/<id>/result` once, with the outcome of its first
+write. `ids` exists from firmware 055.6 (syssi/homeassistant-goecharger-mqtt PR #104): older
+firmware gets no write at all, and a charger that rejects `ids` gets no more until its
+firmware changes, instead of a failing write every RESEND_S.
+
+The charger uses it only in Eco mode (`lmo=4`) with PV surplus charging on (`fup`) and not
+forced (`frc=0`) (syssi README).
 """
 
 from __future__ import annotations
@@ -20,16 +26,28 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import jsontext, logs
-from ..goe.model import ApiVersion, ChargerError, ChargerStatus, WireValue
+from ..goe.model import (
+    IDS_SINCE,
+    ApiVersion,
+    ChargerError,
+    ChargerStatus,
+    WireValue,
+    WriteRejected,
+    firmware_at_least,
+)
 from ..publish.fields import Topics, result_payload
 
 log = logs.get("goe_bridge.control.pv")
 
 RESEND_S = 4.0  # under go-e's 5 s
-DEFAULT_TIMEOUT_S = 30.0
+# The charger itself lets `ids` lapse after 10-15 s without a refresh (syssi README: "No
+# update for 10-15s means no PV-surplus is available"); a quiet meter must not be covered for
+# longer by re-sending its last value: the default stays under that.
+DEFAULT_TIMEOUT_S = 8.0
 # Plausible household powers: beyond this it is a unit mistake (kW vs W), not a meter.
 MAX_POWER_W = 1_000_000.0
 NAMES = {"grid_w": "pGrid", "pv_w": "pPv", "battery_w": "pAkku"}
+FIELDS = {go_e: name for name, go_e in NAMES.items()}
 
 
 class Invalid(ValueError):
@@ -93,6 +111,10 @@ class PvInput:
         self.received: float | None = None
         self.sent = 0
         self.failed = False
+        # the charger rejected `ids`: (its firmware then, its reason); nothing more is sent
+        # until the firmware changes
+        self.refused: tuple[str | None, str] | None = None
+        self._unanswered = False  # the newest pv/set still waits for its result
         self._new = asyncio.Event()
 
     @property
@@ -118,9 +140,25 @@ class PvInput:
             log.warning("pv.rejected", topic=topic, error=str(exc))
             self._result(False, jsontext.excerpt(payload.decode("utf-8", "replace")), str(exc))
             return
+        refusal = self._refusal(status)
+        if refusal is not None:
+            self._result(False, _shown(value), refusal)
+            return
         self.value = value
         self.received = self.clock()
+        self._unanswered = True
         self._new.set()
+
+    def _refusal(self, status: ChargerStatus | None) -> str | None:
+        firmware = status.firmware if status is not None else None
+        if self.refused is not None:
+            if status is None or self.refused[0] == firmware:
+                return self.refused[1]
+            self.refused = None  # a firmware update: try again
+        if firmware_at_least(firmware, IDS_SINCE) is False:
+            # syssi/homeassistant-goecharger-mqtt PR #104: ids from 0.55.6
+            return f"the PV input (ids) needs firmware 055.6 or later (this charger: {firmware})"
+        return None
 
     def fresh(self) -> bool:
         return self.received is not None and self.clock() - self.received <= self.timeout_s
@@ -146,12 +184,33 @@ class PvInput:
     async def _send(self, value: dict[str, float]) -> None:
         try:
             await self.write({"ids": dict(value)})  # type: ignore[dict-item]
+        except WriteRejected as exc:
+            # the charger says no (an `ids` it does not know): stop, say so, and do not ask
+            # again every RESEND_S
+            status = self.status()
+            self.refused = (status.firmware if status else None, f"rejected: {exc.reason}")
+            log.warning("pv.refused", error=str(exc))
+            self.value = None
+            self._answer(value, False, self.refused[1])
+            return
         except ChargerError as exc:
             if not self.failed:
                 log.warning("pv.write_failed", error=str(exc))
             self.failed = True
+            self._answer(value, False, f"no answer: {exc}")
             return
         if self.failed:
             log.info("pv.write_ok")
         self.failed = False
         self.sent += 1
+        self._answer(value, True, None)
+
+    def _answer(self, value: dict[str, float], ok: bool, error: str | None) -> None:
+        if (self._unanswered and value is self.value) or (not ok and self._unanswered):
+            self._unanswered = False
+            self._result(ok, _shown(value), error)
+
+
+def _shown(value: dict[str, float]) -> dict[str, float]:
+    """The ids values in the topic's own words ({"grid_w": …}), for a result."""
+    return {FIELDS[key]: number for key, number in value.items() if key in FIELDS}

@@ -6,7 +6,9 @@
   and the last value wins (the plan is computed from the newest Target when the spacing
   allows a write, so intermediate values are never queued).
 - Phase switches at most once per `phase_switch_min_interval_s`, as `psm` alone (the go-e
-  pauses and resumes by itself; allow/stop is never touched by a switch).
+  pauses and resumes by itself; allow/stop is never touched by a switch). While the
+  charger's own switch runs, nothing is written (it looks like an unplug: `car` 1 and `frc`
+  0, go-eCharger-API-v2 #198), and a car that did not resume from it is reported.
 - Every write is verified (by the transport, then by the next read); a value that does not
   stick is retried at most twice with backoff, then `in_sync=false` is reported and the
   value is left alone until the Target or the charger changes.
@@ -18,6 +20,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +36,42 @@ log = logs.get("goe_bridge.reconciler")
 
 MAX_ATTEMPTS = 3  # the first write and two retries
 VERIFY_AFTER_S = 1.5  # go-e logic runs at 1 Hz; alw follows frc about 1 s later
+
+# The charger's own phase switch is a simulated unplug of `psmd` (10 s by default, up to
+# 3600 s in the app: go-eCharger-API-v2 #58) plus the reconnect: in the #198 trace the car
+# was back 31 s after the `psm` write. The bridge leaves the charger alone from its `psm`
+# write until the car is back, or this long after the write at most.
+SWITCH_EXTRA_S = 45.0
+SWITCH_MIN_S = 60.0
+# modelStatus 22 NotChargingBecauseSimulateUnplugging, 23 NotChargingBecausePhaseSwitch
+SWITCH_MODEL_STATUS = frozenset({22, 23})
+FORCE_KEYS = {"off": 1, "on": 2}  # the force states a switch's reset to neutral undoes
+# After the switch a car that was charging should charge again (car 3 first: #248). One that
+# sits at car 4 this long after it did not resume: some cars stop until re-plugged
+# (go-eCharger-API-v2 #144).
+RESUME_GRACE_S = 30.0
+NOT_RESUMED = (
+    "the car did not resume charging after the phase switch (car=4): some cars stop until "
+    "re-plugged (go-eCharger-API-v2 #144); re-plug it, or try 'simulate unplugging' in the "
+    "go-e app's car settings"
+)
+
+
+@dataclass(slots=True)
+class SwitchWatch:
+    """A `psm` the bridge wrote, while the charger switches."""
+
+    value: WireValue
+    deadline: float
+    was_charging: bool
+    force_before: str | None  # `frc` as it was: the switch resets it like an unplug
+    # the phases the car should then charge on (psm 1 → 1, 2 → 3), where that tells the switch
+    # is done (they differed before it): a switch shorter than a poll shows no car 1 at all
+    charges_on: int | None = None
+    # the Target the switch was written for: a new one (the controller changed its mind, a
+    # stop) is carried out at once; only re-writing the same one waits for the switch
+    target: Target | None = None
+    away: bool = False  # the charger showed the switch (car 1, or modelStatus 22/23)
 
 
 @dataclass(slots=True)
@@ -81,6 +120,12 @@ class Reconciler:
         self._attempts: dict[str, Attempt] = {}
         self._last_current_write = -1e9
         self._last_phase_switch = -1e9
+        self._switch: SwitchWatch | None = None
+        # the `frc` a switch reset (go-eCharger-API-v2 #198), to write back when no Target
+        # says what it should be: the charger ends allowed exactly as before the switch
+        self._restore_force: int | None = None
+        self._resume_check: tuple[float, SwitchWatch] | None = None
+        self.not_resumed = False  # reported: the car did not resume after a switch
         self._wake = Wakeup()
         # counters for /metrics
         self.writes_sent = 0
@@ -93,6 +138,7 @@ class Reconciler:
         if target != self.target:
             self.target = target
             self._attempts.clear()  # a new Target deserves fresh attempts
+            self.not_resumed = False
             self._wake.set()
 
     def on_status(self, status: ChargerStatus) -> None:
@@ -134,11 +180,18 @@ class Reconciler:
             if key not in pending:
                 self._attempts.pop(key)
                 self.writes_verified += 1
+        hold = self._switching(status, now)
+        self._check_resumed(status, now)
         self._publish_sync(wanted)
+        if hold is not False:
+            # the charger's own switch runs: leave it alone until it is back
+            return None if hold is True else hold
+        resume_at = self._resume_check[0] - now if self._resume_check else None
+        wanted = self._with_force_restored(wanted, target, status)
         if wanted.empty:
-            return None
+            return resume_at
 
-        next_look: list[float] = []
+        next_look: list[float] = [resume_at] if resume_at is not None else []
         if wanted.phases:
             due = self._last_phase_switch + self.phase_switch_min_interval_s
             if now >= due:
@@ -150,6 +203,8 @@ class Reconciler:
                 # #156): the charger then ends allowed exactly when it was allowed before.
                 if await self._write(wanted.phases):
                     self._last_phase_switch = now
+                    self._watch_switch(wanted.phases, status, now)
+                    return self._switch.deadline - now if self._switch else None
             else:
                 next_look.append(due - now)
         if wanted.switch:
@@ -166,6 +221,76 @@ class Reconciler:
             if attempt.count < MAX_ATTEMPTS:
                 next_look.append(max(0.05, self._retry_at(attempt) - now))
         return min(next_look) if next_look else None
+
+    # ------------------------------------------------------------------ phase switch window
+
+    def _watch_switch(self, written: Mapping[str, WireValue], status: ChargerStatus,
+                      now: float) -> None:  # fmt: skip
+        """After a `psm` write with a car at the plug: the charger switches by itself."""
+        if status.car not in (2, 3, 4):
+            return  # no car: nothing to disconnect, psm is only a setting then
+        psmd = status.raw.get("psmd")
+        pause = psmd / 1000 if isinstance(psmd, int | float) and psmd > 0 else 10.0
+        window = max(SWITCH_MIN_S, min(pause, 3600.0) + SWITCH_EXTRA_S)
+        psm = written.get("psm")
+        charges_on = {1: 1, 2: 3}.get(psm) if isinstance(psm, int) else None
+        if status.phases_in_use == charges_on:
+            charges_on = None  # the car draws on as many phases either way: no sign
+        self._switch = SwitchWatch(psm, now + window, bool(status.charging), status.force_state,
+                                   charges_on, self.target)  # fmt: skip
+        self._resume_check = None
+
+    def _switching(self, status: ChargerStatus, now: float) -> bool | float:
+        """True while the charger says it switches (modelStatus 22/23); seconds to the end
+        of the window while a switch the bridge started runs; False when none runs."""
+        # the raw `car` code: the published `plugged` is held through the switch
+        # (goe.derive.SessionEnergy)
+        away = status.car == 1 or status.model_status_code in SWITCH_MODEL_STATUS
+        watch = self._switch
+        if watch is not None:
+            watch.away = watch.away or away
+            back = (watch.away and not away and status.car in (2, 3, 4)) or (
+                status.car == 2
+                and watch.charges_on is not None
+                and status.phases_in_use == watch.charges_on
+            )
+            if not back and now < watch.deadline and self.target == watch.target:
+                return watch.deadline - now
+            self._switch = None
+            if watch.was_charging:
+                self._resume_check = (now + RESUME_GRACE_S, watch)
+            self._restore_force = FORCE_KEYS.get(watch.force_before or "")
+            log.info("charger.phase_switch_done", charger=self.name, back=back,
+                     car=status.car, model_status=status.model_status_code)  # fmt: skip
+        return status.model_status_code in SWITCH_MODEL_STATUS
+
+    def _with_force_restored(
+        self, wanted: planning.Plan, target: Target, status: ChargerStatus
+    ) -> planning.Plan:
+        frc = self._restore_force
+        if frc is None:
+            return wanted
+        force = {"neutral": 0, "off": 1, "on": 2}.get(status.force_state or "")
+        if target.allow is not None or force == frc or status.car == 1:
+            self._restore_force = None  # a Target decides, or it is as it was, or no car
+            return wanted
+        return dataclasses.replace(wanted, switch={"frc": frc, **wanted.switch})
+
+    def _check_resumed(self, status: ChargerStatus, now: float) -> None:
+        if status.charging or status.car == 1:
+            self._resume_check = None
+            self.not_resumed = False
+            return
+        if self._resume_check is None or now < self._resume_check[0]:
+            return
+        _, watch = self._resume_check
+        self._resume_check = None
+        target = self.target
+        if status.car == 4 and target is not None and target.allow is not False:
+            self.not_resumed = True
+            log.warning("charger.phase_switch_not_resumed", charger=self.name,
+                        psm=watch.value, message=NOT_RESUMED)  # fmt: skip
+            self.on_write("psm", watch.value, NOT_RESUMED)
 
     def _retry_at(self, attempt: Attempt) -> float:
         # verify window, then backoff: 1.5 s, 3 s, 6 s after the write
@@ -226,7 +351,7 @@ class Reconciler:
             self.on_write(key, value, error)
 
     def _publish_sync(self, wanted: planning.Plan) -> None:
-        in_sync = wanted.empty
+        in_sync = wanted.empty and not self.not_resumed
         gave_up = [k for k, a in self._attempts.items() if a.count >= MAX_ATTEMPTS]
         if gave_up and self.in_sync is not False:
             log.error(

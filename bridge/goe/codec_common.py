@@ -125,6 +125,21 @@ def as_bool(payload: Mapping[str, Any], key: str) -> bool | None:
     raise _bad(key, "0/1 or true/false", value)
 
 
+# Identity strings (`fwv`, `sse`, `typ`) are short: "56.9", "072246", "go-eCharger_V5".
+IDENTITY_MAX = 32
+
+
+def as_identity(payload: Mapping[str, Any], key: str) -> str | None:
+    """A short printable ASCII string: anything else (100 kB, control characters) is no
+    firmware version or serial, and left out like any other value that cannot be read."""
+    text = as_text(payload, key)
+    if text is None:
+        return None
+    if len(text) > IDENTITY_MAX or not (text.isascii() and text.isprintable()):
+        raise _bad(key, f"a printable string of at most {IDENTITY_MAX} characters", text)
+    return text
+
+
 def as_text(payload: Mapping[str, Any], key: str) -> str | None:
     if key not in payload or payload[key] is None:
         return None
@@ -168,6 +183,47 @@ def _element(key: str, index: int, item: Any) -> float:
     return number
 
 
+# The V3 legacy API v1 emulation of fw 52.2 sends currents in A and powers in W, not in 0.1 A,
+# 0.1 kW and 0.01 kW (go-eCharger-API-v1 #100: `[219,225,222,1,15.1,15.2,15.1,3300,3400,3400,
+# 0,10300,100,100,100,0]` at ~15 A; #56 saw the same on 050). Which unit a payload uses is
+# told from the values themselves: on each phase P ≈ U·I·pf.
+_V1_AMPS = {"doc": 0.1, "si": 1.0}
+_V1_WATTS = {"doc": 100.0, "si": 1.0}
+# P/(U·I·pf) of the right reading is about 1; a wrong one is off by 10 or more
+_UNIT_TOLERANCE = 3.0
+
+
+def v1_nrg_factors(values: list[float]) -> tuple[float, ...]:
+    """The API v1 scaling of this `nrg`: the documented units, or A and W where the phases'
+    own P ≈ U·I·pf says so. Without current (idle) there is nothing to tell: documented."""
+    best: tuple[float, str, str] | None = None
+    for amps_unit, amps in _V1_AMPS.items():
+        for watts_unit, watts in _V1_WATTS.items():
+            error = _unit_error(values, amps, watts)
+            if error is not None and (best is None or error < best[0]):
+                best = (error, amps_unit, watts_unit)
+    if best is None or best[0] > math.log(_UNIT_TOLERANCE):
+        return _NRG_FACTORS[ApiVersion.V1]
+    amps, watts = _V1_AMPS[best[1]], _V1_WATTS[best[2]]
+    phase_sum = sum(values[7 + i] * watts for i in range(3))
+    # the total in the unit that matches the phases' sum: 0.01 kW (10) or W (1)
+    total = 1.0 if abs(values[11] - phase_sum) <= abs(values[11] * 10 - phase_sum) else 10.0
+    return (1, 1, 1, 1, amps, amps, amps, watts, watts, watts, watts, total, 1, 1, 1, 1)
+
+
+def _unit_error(values: list[float], amps: float, watts: float) -> float | None:
+    """The worst |log(P / (U·I·pf))| over the phases that carry current; None if none."""
+    worst: float | None = None
+    for i in range(3):
+        volts, current, power = values[i], values[4 + i] * amps, values[7 + i] * watts
+        pf = values[12 + i] / 100 if 0 < values[12 + i] <= 100 else 1.0
+        if volts <= 0 or current <= 0 or power <= 0:
+            continue
+        error = abs(math.log(power / (volts * current * pf)))
+        worst = error if worst is None else max(worst, error)
+    return worst
+
+
 def decode_nrg(payload: Mapping[str, Any], api: ApiVersion) -> dict[str, float]:
     """nrg[16] → SI fields. Only an array of exactly 16 numbers is used (evcc types.go,
     types2.go); anything else is a communication error for this poll."""
@@ -176,7 +232,7 @@ def decode_nrg(payload: Mapping[str, Any], api: ApiVersion) -> dict[str, float]:
         return {}
     if len(values) != NRG_LEN:
         raise CodecError(f"nrg: expected {NRG_LEN} entries, got {len(values)}")
-    factors = _NRG_FACTORS[api]
+    factors = v1_nrg_factors(values) if api is ApiVersion.V1 else _NRG_FACTORS[api]
     # 0.1 * 58 = 5.800000000000001: round away float noise without losing real precision
     cleaned = [round(v * f, 6) + 0.0 for v, f in zip(values, factors, strict=True)]
     return dict(zip(_NRG_NAMES, cleaned, strict=True))
@@ -235,13 +291,20 @@ def availability_fields(bits: Sequence[bool] | None) -> dict[str, bool]:
     }
 
 
+# `car` 1 is the only code that says "no car"; 0 (Unknown/Error), 5 (Error), 6
+# (Initializing, 60.x exports) and null ("no connection to charge ctrl", 60.4 export) say
+# nothing about the plug: `plugged` is then unknown, not false (an unplug edge makes openWB
+# close the session, and Home Assistant automations fire on it).
+PLUG_KNOWN = {1: False, 2: True, 3: True, 4: True}
+
+
 def car_fields(car: int | None) -> dict[str, Any]:
     if car is None:
         return {"car_state": "unknown"}
     return {
         "car": car,
         "car_state": CAR_STATES.get(car, "unknown"),
-        "plugged": car in (2, 3, 4),
+        "plugged": PLUG_KNOWN.get(car),
         "charging": car == 2,
     }
 

@@ -38,7 +38,12 @@ def decode(payload: Mapping[str, Any]) -> ChargerStatus:
         # v1 doc: "10 INTERNAL (default)": any other code is the internal error
         fields["error"] = ERRORS_V1.get(err, "internal")
 
-    fields["current_limit_a"] = soft.get(c.as_int, payload, "amp")
+    # The current in effect: `amx` where the status has its own (HW V2 on 042.0, where `amp`
+    # stays the stored value: go-eCharger-API-v1 #114, MK-2001/ioBroker.go-e #238; the V3
+    # legacy emulation, where it equals `amp`: evcc PR #1609), else `amp`, which 040/041
+    # mirror `amx` into (go-eCharger-API-v1 #20, #37).
+    amx = soft.get(c.as_int, payload, "amx")
+    fields["current_limit_a"] = amx if amx is not None else soft.get(c.as_int, payload, "amp")
     fields["max_current_a"] = soft.get(c.as_int, payload, "ama")
     cable = soft.get(c.as_int, payload, "cbl")
     fields["cable_current_a"] = cable or None  # "0" = no cable limit
@@ -62,15 +67,17 @@ def decode(payload: Mapping[str, Any]) -> ChargerStatus:
 
     eto = soft.get(c.as_number, payload, "eto")
     if eto is not None:
-        fields["energy_total_wh"] = eto * 100  # 0.1 kWh
+        # 0.1 kWh (API v1 doc). The V3 legacy emulation of 52.2 was reported to send Wh here
+        # (go-eCharger-API-v1 #103, one report); one payload cannot tell, so it is not guessed.
+        fields["energy_total_wh"] = eto * 100
     dws = soft.get(c.as_number, payload, "dws")
     if dws is not None:
         fields["energy_session_wh"] = round(dws / 360, 3)  # deca-watt-seconds
         fields["energy_session_charger_wh"] = fields["energy_session_wh"]
 
     fields["temperature_c"] = soft(lambda: c.temperature(payload))
-    fields["firmware"] = soft.get(c.as_text, payload, "fwv")
-    fields["serial"] = soft.get(c.as_text, payload, "sse")
+    fields["firmware"] = soft.get(c.as_identity, payload, "fwv")
+    fields["serial"] = soft.get(c.as_identity, payload, "sse")
     fields["rfid_card"] = soft(lambda: _card(payload))
 
     return ChargerStatus(
@@ -117,12 +124,19 @@ def encode_command(key: str, value: WireValue) -> str:
 
 def verify(key: str, value: WireValue, status: Mapping[str, Any]) -> bool:
     """v1 doc: "an unsuccessful command can be recognized by the fact that the value in
-    the status object has not changed". `amx` is not in the status; `amp` reflects it."""
-    shown = "amp" if key == "amx" else key
-    if shown not in status:
-        return False
+    the status object has not changed". An `amx` write shows in `amx` where the status has
+    that key (042.0, where `amp` stays the stored value) or in `amp` (040/041 mirror it
+    there; the V3 legacy emulation answers with the new `amp` and the old `amx`,
+    go-eCharger-API-v1 #56, #57)."""
     expected = int(value) if isinstance(value, bool | int) else value
+    shown = ("amx", "amp") if key == "amx" else (key,)
+    return any(_shows(status, name, expected) for name in shown)
+
+
+def _shows(status: Mapping[str, Any], key: str, expected: WireValue) -> bool:
+    if key not in status:
+        return False
     try:
-        return c.as_int(status, shown) == expected
+        return c.as_int(status, key) == expected
     except CodecError:
         return False

@@ -95,15 +95,20 @@ def decode(payload: Mapping[str, Any]) -> ChargerStatus:
     fields["energy_session_charger_wh"] = fields["energy_session_wh"]
 
     fields["temperature_c"] = soft(lambda: c.temperature(payload))
-    fields["firmware"] = soft.get(c.as_text, payload, "fwv")
-    fields["serial"] = soft.get(c.as_text, payload, "sse")
-    fields["hardware"] = soft.get(c.as_text, payload, "typ")
+    fields["firmware"] = soft.get(c.as_identity, payload, "fwv")
+    fields["serial"] = soft.get(c.as_identity, payload, "sse")
+    fields["hardware"] = soft.get(c.as_identity, payload, "typ")
     fields["variant_kw"] = soft.get(c.as_int, payload, "var")
     fields["rfid_card"] = soft(lambda: _card(payload))
     acs = soft.get(c.as_int, payload, "acs")
     if acs is not None:
         fields["access_control"] = ACCESS_CONTROL.get(acs, "unknown")
-    if "trx" in payload:
+    if acs == 0:
+        # Open: every session is authorised without a card or app (acs "Open=0", apikeys);
+        # `trx` stays null then ("null when no transaction", apikeys-en.md)
+        fields["session_authorized"] = True
+    elif "trx" in payload:
+        # Wait/EVCMS: authorised once a transaction runs, with a card (n) or without (0)
         fields["session_authorized"] = soft.get(c.as_int, payload, "trx") is not None
     fields["wifi_rssi_dbm"] = soft.get(c.as_int, payload, "rssi")
     fhz = soft.get(c.as_number, payload, "fhz")

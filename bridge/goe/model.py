@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -255,37 +256,48 @@ def evolve(status: ChargerStatus, **changes: Any) -> ChargerStatus:
     return new
 
 
+# A firmware version is at most this many digits a part: "051.8", "56.9", "60.5". A longer
+# run of digits is no version (and int() of 4,300+ digits raises).
+_VERSION = re.compile(r"\s{0,8}([0-9]{1,6})(?:\.([0-9]{1,6}))?(?![0-9])")
+
+
 def firmware_version(fwv: str | None) -> tuple[int, int] | None:
     """(major, minor) of a go-e firmware string: "051.8"→(51, 8), "56.9"→(56, 9),
-    "040"→(40, 0); None when it does not start with a number."""
-    major = firmware_major(fwv)
-    if major is None or fwv is None:
+    "040"→(40, 0), "35.6-1-ga0d44e5"→(35, 6) (the format drifts: docs/protocol/go-e.md#firmware);
+    None when it does not start with a version of ASCII digits. Never raises: the string comes
+    from the charger, or from anyone answering its unauthenticated HTTP on the LAN."""
+    if not isinstance(fwv, str):
         return None
-    rest = fwv.strip().lstrip("0123456789")
-    minor = ""
-    if rest.startswith("."):
-        for ch in rest[1:]:
-            if not ch.isdigit():
-                break
-            minor += ch
-    return major, int(minor) if minor else 0
-
-
-# `psm` (phase switch mode) exists from firmware 051.8 (go-eCharger-API-v2 apikeys-en.md).
-PSM_SINCE = (51, 8)
+    match = _VERSION.match(fwv)
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2) or 0)
 
 
 def firmware_major(fwv: str | None) -> int | None:
     """Leading integer of a go-e firmware string: "033"→33, "040.0"→40, "56.9"→56,
-    "35.6-1-ga0d44e5"→35 (docs/protocol/go-e.md#firmware: the format drifts)."""
-    if not fwv:
-        return None
-    digits = ""
-    for ch in fwv.strip():
-        if not ch.isdigit():
-            break
-        digits += ch
-    return int(digits) if digits else None
+    "35.6-1-ga0d44e5"→35; None for anything else ("²", "56.¹" is 56, 5,000 digits)."""
+    version = firmware_version(fwv)
+    return version[0] if version else None
+
+
+def firmware_at_least(fwv: str | None, since: tuple[int, int]) -> bool | None:
+    """Whether `fwv` is `since` or later; None when the version cannot be read."""
+    version = firmware_version(fwv)
+    return None if version is None else version >= since
+
+
+# Firmware gates (docs/protocol/go-e.md#firmware-gates). User reports, not go-e statements:
+# `psm` (phase switch mode) from 051.8: go-eCharger-API-v2 #58, one user comment.
+PSM_SINCE = (51, 8)
+# `psm=0` (automatic phase switching) from 055.5: syssi/homeassistant-goecharger-mqtt #89,
+# one user report on 0.55.5-beta.
+PSM_AUTO_SINCE = (55, 5)
+# `ids` (the PV surplus input) from 055.6: syssi/homeassistant-goecharger-mqtt PR #104
+# (its README: "requires firmware 0.55.6 or newer").
+IDS_SINCE = (55, 6)
+# MQTT writes answered on `<key>/result` from 051.5 (go-eCharger-API-v2 mqtt-de.md).
+MQTT_RESULT_SINCE = (51, 5)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,9 @@ A go-e that glitches (a corrupt `nrg` after a WiFi hiccup, an `eto` read as 0 du
 RSSI 31 for "unknown") must not reach Home Assistant's Energy dashboard or openWB's energy
 accounting as the truth:
 
-- power beyond the hardware's rating, currents and voltages no installation can carry,
-  absurd RSSI and temperatures are dropped for that poll (the field is left out);
+- power beyond the hardware's rating, currents and voltages no installation can carry, power
+  factors beyond 100 %, absurd RSSI and temperatures are dropped for that poll (the field is
+  left out);
 - the lifetime counter `energy_total_wh` never goes backwards and never jumps by more than
   the charger could deliver at full power since the last accepted value: the last good value
   stands instead. A new baseline (a replaced or reset charger) is accepted once it has been
@@ -28,6 +29,10 @@ MAX_CURRENT_A = 32 * 1.25  # 32 A hardware plus generous measuring tolerance
 MAX_PHASE_POWER_W = 32 * 1.25 * 253  # per phase, at +10 % of 230 V
 MAX_VOLTAGE_V = 300.0
 RSSI_RANGE_DBM = (-120, 0)
+# go-e reports power factors in % (API v1 doc `nrg[12..15]`; v2 the same array, evcc and
+# openHAB read it unscaled): a power factor is at most 1, so at most 100 %, with the same
+# generous measuring tolerance as the currents.
+POWER_FACTOR_RANGE_PCT = (-100.0 * 1.25, 100.0 * 1.25)
 TEMPERATURE_RANGE_C = (-50.0, 120.0)
 DEFAULT_RATING_KW = 22
 # Allowed energy per hour of elapsed time, relative to the rating, plus a fixed allowance
@@ -43,6 +48,9 @@ _LIMITS: tuple[tuple[str, float, float], ...] = (
     *((name, -1.0, MAX_CURRENT_A) for name in ("current_l1_a", "current_l2_a", "current_l3_a")),
     *((name, 0.0, MAX_VOLTAGE_V)
       for name in ("voltage_l1_v", "voltage_l2_v", "voltage_l3_v", "voltage_n_v")),
+    *((name, *POWER_FACTOR_RANGE_PCT)
+      for name in ("power_factor_l1_pct", "power_factor_l2_pct", "power_factor_l3_pct",
+                   "power_factor_n_pct")),
     ("wifi_rssi_dbm", *RSSI_RANGE_DBM),
     ("temperature_c", *TEMPERATURE_RANGE_C),
 )  # fmt: skip

@@ -20,6 +20,13 @@ BRIDGE_NODE = "goe_bridge"
 MAX_CURRENT_A = 32
 
 
+# A cleared topic (an empty retained message: the value became unknown) shows as unknown, and
+# the control topics' `none` ("leave as it is") too; Home Assistant treats a rendered None so.
+UNKNOWN_TEMPLATE = "{{ value if value not in ('', 'none') else None }}"
+# for a field whose value can be the word `none` (`error`: no error), only a cleared topic
+CLEARED_TEMPLATE = "{{ value if value != '' else None }}"
+
+
 @dataclass(frozen=True, slots=True)
 class Entity:
     """How one field of the topic contract appears in Home Assistant."""
@@ -33,6 +40,7 @@ class Entity:
     diagnostic: bool = False
     enabled: bool = True  # False: noisy or technical, enabled by the user when wanted
     options: tuple[str, ...] | None = None
+    template: str | None = None  # default: UNKNOWN_TEMPLATE
 
 
 def _meter(field: str, name: str, device_class: str, unit: str, **kw: Any) -> Entity:
@@ -115,7 +123,8 @@ ENTITIES: tuple[Entity, ...] = (
         options=("neutral", "off", "on"),
         diagnostic=True,
     ),
-    Entity("error", "Error", diagnostic=True),
+    # `none` is a value here (no error), not "unknown"
+    Entity("error", "Error", diagnostic=True, template=CLEARED_TEMPLATE),
     Entity("error_code", "Error code", diagnostic=True, enabled=False),
     Entity("model_status", "Charging reason", diagnostic=True),
     Entity(
@@ -180,9 +189,6 @@ API_FIELDS: Mapping[ApiVersion, frozenset[str]] = {
         "wifi_rssi_dbm",
     },
 }  # fmt: skip
-# A cleared topic (an empty retained message: the value became unknown) shows as unknown, and
-# the control topics' `none` ("leave as it is") too; Home Assistant treats a rendered None so.
-UNKNOWN_TEMPLATE = "{{ value if value not in ('', 'none') else None }}"
 
 
 # Fields an API reports as null at times (no car, not charging, no card): a charger with that
@@ -388,10 +394,13 @@ def charger_config(
     announced: Mapping[str, str] | None = None,
     control_source: str = "mqtt",
     tombstones: Mapping[str, str] | None = None,
+    phase_options: tuple[str, ...] | None = None,
 ) -> tuple[str, str]:
     """The device config for one charger. Until the charger answered once (`status` None),
     only what needs no capability: reachability. `capable` (see `capabilities`) decides the
-    sensors; `announced` components that are gone are sent in the removal form."""
+    sensors; `announced` components that are gone, and `tombstones`, are sent in the removal
+    form. `phase_options`: what the phases select offers (the charger's firmware decides,
+    control/plan.phase_support; empty: no select); default every choice on API v2."""
     node = node_id(topics.charger)
     reported: frozenset[str] = (
         capable if capable is not None else frozenset(status.fields() if status else ())
@@ -436,7 +445,7 @@ def charger_config(
             entity_category="diagnostic" if entity.diagnostic else None,
             enabled_by_default=None if entity.enabled else False,
             options=list(entity.options) if entity.options else None,
-            value_template=UNKNOWN_TEMPLATE,
+            value_template=entity.template or UNKNOWN_TEMPLATE,
             **extra,
         )
     cmps[f"{node}_availability"] = {
@@ -470,9 +479,11 @@ def charger_config(
             command_topic=topics.set("current_limit_a"), min=6, max=max(top, max_current_a),
             step=1, mode="slider", unit_of_measurement="A", device_class="current", qos=1,
             value_template=UNKNOWN_TEMPLATE)  # fmt: skip
-        if status.api_version is ApiVersion.V2:
+        if phase_options is None and status.api_version is ApiVersion.V2:
+            phase_options = ("auto", "1", "3")
+        if phase_options:
             add("phases", "select", "Phases", command_topic=topics.set("phases"), qos=1,
-                options=["auto", "1", "3"], value_template=UNKNOWN_TEMPLATE)  # fmt: skip
+                options=list(phase_options), value_template=UNKNOWN_TEMPLATE)  # fmt: skip
     else:
         # Read-only twins of the controls get ids of their own: a component id that changed
         # its platform (number → sensor) would not be replaced in Home Assistant; the controls'

@@ -17,8 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..goe.model import ApiVersion
 from .charger import SimCharger
+from .firmware import Api
 from .server import AppServer
 
 
@@ -61,7 +61,7 @@ def _v1_token_error(state: CloudState, request: web.Request) -> web.Response | N
 async def v1_status(request: web.Request) -> web.Response:
     state = request.app[CLOUD_KEY]
     state.record("/api_status")
-    if state.charger.api is not ApiVersion.V1:
+    if state.charger.api != Api.V1:
         return _json({"success": False, "error": "other"})
     if error := _v1_token_error(state, request):
         return error
@@ -77,7 +77,11 @@ async def v1_set(request: web.Request) -> web.Response:
     state.record("/api")
     if error := _v1_token_error(state, request):
         return error
-    payload = request.query.get("payload")
+    # The raw query, as the charger's own HTTP server takes it: go-e's example and evcc send
+    # `payload=amp=16` with a raw `=` (go-eCharger-API-v1 EN doc, evcc charger/go-e/api.go);
+    # a URL-encoded `amx%3D16` is not decoded here.
+    raw = request.rel_url.raw_query_string
+    payload = raw.split("payload=", 1)[1].split("&", 1)[0] if "payload=" in raw else ""
     if not payload:
         return _json({"success": False, "error": "no payload"})
     state.charger.set_v1(payload, via="cloud-v1")
@@ -87,7 +91,7 @@ async def v1_set(request: web.Request) -> web.Response:
 def _v2_refusal(state: CloudState, request: web.Request) -> web.Response | None:
     auth = request.headers.get("Authorization", "")
     token = auth.removeprefix("Bearer ").strip() if auth else request.query.get("token", "")
-    if state.offline or token != state.token or state.charger.api is not ApiVersion.V2:
+    if state.offline or token != state.token or state.charger.api != Api.V2:
         return web.Response(status=403, text="forbidden")
     if state.outdated:
         return _json({"success": False, "reason": "Data is outdated", "age": 31000}, 404)

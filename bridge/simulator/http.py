@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..goe.model import ApiVersion, firmware_version
-from .charger import Car, SimCharger
+from .charger import API_LOCK_TEXT, Car, SimCharger
+from .firmware import Api
 from .server import AppServer
 
 NOT_FOUND = "This URI does not exist"
@@ -36,6 +36,8 @@ async def _faulty(request: web.Request, data: Any, status: int = 200) -> web.Str
     fault = charger.take_fault()
     if fault is None:
         return _json(data, status)
+    if fault.kind in ("api_lock", "hang"):
+        return await _locked(fault.kind)
     if fault.kind == "timeout":
         await asyncio.sleep(fault.delay_s or 3600)
         return _json(data, status)
@@ -62,20 +64,27 @@ async def _faulty(request: web.Request, data: Any, status: int = 200) -> web.Str
     return _json(data, status)
 
 
+async def _locked(kind: str) -> web.StreamResponse:
+    """The API lock: HTTP 500 with go-e's text (go-eCharger-API-v1 #64: "Server-Fehler
+    500"); a hung REST API: no answer at all (go-eCharger-API-v2 #299). Both until reboot."""
+    if kind == "hang":
+        await asyncio.sleep(3600)
+    return web.Response(status=500, text=API_LOCK_TEXT)
+
+
 # go-e http-en.md: `filter` as a comma-separated list "since firmware 051.4"; before that a
 # JSON array, typically of at most about ten entries
-COMMA_FILTER_SINCE = (51, 4)
 OLD_FILTER_MAX = 10
 
 
 async def api_status(request: web.Request) -> web.StreamResponse:
     charger = request.app[CHARGER_KEY]
-    if charger.api is not ApiVersion.V2:
+    if charger.api != Api.V2:
         return web.Response(status=404, text=NOT_FOUND)
     keys = None
     if "filter" in request.query:
         text = request.query["filter"]
-        old = (firmware_version(charger.firmware) or (99, 0)) < COMMA_FILTER_SINCE
+        old = not charger.has("comma_filter")
         if text.startswith("["):
             # the JSON-array form of firmware up to 051.3 (go-e http-en.md), about ten keys
             try:
@@ -89,15 +98,24 @@ async def api_status(request: web.Request) -> web.StreamResponse:
             return web.Response(status=400, text="filter: expected a JSON array")
         else:
             keys = [k for k in text.split(",") if k]
-    return await _faulty(request, charger.status_v2(keys))
+    status = 200
+    if charger.spec.http_400_on_unknown_key:
+        # PRO on 60.3: the full status, and a filter naming a key it does not have, come
+        # with HTTP 400 and the data anyway (go-eCharger-API-v2 #312, one report)
+        known = charger.status_v2()
+        if keys is None or any(k not in known for k in keys):
+            status = 400
+    return await _faulty(request, charger.status_v2(keys), status)
 
 
 async def api_set(request: web.Request) -> web.StreamResponse:
     charger = request.app[CHARGER_KEY]
-    if charger.api is not ApiVersion.V2:
+    if charger.api != Api.V2:
         return web.Response(status=404, text=NOT_FOUND)
     fault = charger.take_fault()
     if fault is not None:
+        if fault.kind in ("api_lock", "hang"):
+            return await _locked(fault.kind)
         if fault.kind == "timeout":
             await asyncio.sleep(fault.delay_s or 3600)
         elif fault.kind == "http500":
@@ -109,7 +127,8 @@ async def api_set(request: web.Request) -> web.StreamResponse:
 
 
 def _v1_enabled(charger: SimCharger) -> bool:
-    return charger.api is ApiVersion.V1 or charger.legacy_v1
+    # the legacy API needs `hla` on, which V5/PRO firmware does not have (60.3/60.4 exports)
+    return charger.api == Api.V1 or (charger.legacy_v1 and "hla" not in charger.spec.lacks)
 
 
 async def v1_status(request: web.Request) -> web.StreamResponse:
@@ -125,6 +144,8 @@ async def v1_mqtt(request: web.Request) -> web.StreamResponse:
         return web.Response(status=404, text=NOT_FOUND)
     fault = charger.take_fault()
     if fault is not None:
+        if fault.kind in ("api_lock", "hang"):
+            return await _locked(fault.kind)
         if fault.kind == "timeout":
             await asyncio.sleep(fault.delay_s or 3600)
         elif fault.kind == "http500":

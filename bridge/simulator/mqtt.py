@@ -6,6 +6,8 @@ firmware does (docs/protocol/go-e.md#mqtt-v1, #mqtt-v2) and takes commands.
 - API v2: one retained topic per key (JSON), on change, plus the volatile keys about once a
   second; `<key>/set` answered on `<key>/result` with `success` or the error text, unless
   `write_access` is off (then a write is ignored without an answer, as with `mcr=true`).
+  Firmware before 051.5 applies a write and answers nothing: the `result` topic and the
+  `mcr` switch came with 051.5 (go-eCharger-API-v2 mqtt-de.md).
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from typing import Any
 import aiomqtt
 
 from ..aio import raise_if_cancelling
-from ..goe.model import SECRET_KEYS, ApiVersion
 from ..mqtt.link import NO_DELAY
 from .charger import SimCharger
+from .firmware import Api
 
 VOLATILE_KEYS = ("nrg", "rbt", "tma", "fhz", "rssi")
+# Not published over MQTT: a 56.9 capture of every key (syssi/homeassistant-goecharger-mqtt
+# docs/mqtt-traffic-056.9.log) has no WiFi or cloud key.
+NOT_PUBLISHED = frozenset({"wke", "wak", "cak", "mck", "mcu", "wifis"})
 
 
 class MqttFrontend:
@@ -88,7 +93,7 @@ class MqttFrontend:
                     identifier=f"go-e-sim-{self.charger.serial}",
                     socket_options=NO_DELAY,
                 ) as client:
-                    if self.charger.api is ApiVersion.V2:
+                    if self.charger.api == Api.V2:
                         await client.subscribe(f"{self.root}/+/set", qos=1)
                     else:
                         await client.subscribe(f"{self.root}/cmd/req", qos=1)
@@ -111,7 +116,7 @@ class MqttFrontend:
         loop = asyncio.get_running_loop()
         next_volatile = loop.time()
         while True:
-            if self.charger.api is ApiVersion.V2:
+            if self.charger.api == Api.V2:
                 volatile = loop.time() >= next_volatile
                 if volatile:
                     next_volatile = loop.time() + self.volatile_interval_s
@@ -132,7 +137,7 @@ class MqttFrontend:
 
     async def _publish_v2(self, client: aiomqtt.Client, force: tuple[str, ...]) -> None:
         for key, value in self.charger.status_v2().items():
-            if key in SECRET_KEYS:
+            if key in NOT_PUBLISHED:
                 continue
             text = json.dumps(value, separators=(",", ":"))
             if self._published.get(key) != text or key in force:
@@ -150,13 +155,16 @@ class MqttFrontend:
         topic = message.topic.value
         payload: Any = message.payload
         text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
-        if not self.write_access or self.charger.mcr:
+        answers = self.charger.has("mqtt_result")
+        if not self.write_access or (answers and self.charger.mcr):
             return  # mcr=true: the charger ignores writes and says nothing
-        if self.charger.api is ApiVersion.V1:
+        if self.charger.api == Api.V1:
             self.charger.set_v1(text, via="mqtt-v1")
             return
         key = topic.rsplit("/", 2)[1]
         _, answer = self.charger.set_v2({key: text}, via="mqtt-v2")
+        if not answers:
+            return  # before 051.5: applied, no `result` topic
         result = answer[key]
         await client.publish(
             f"{self.root}/{key}/result", "success" if result is True else str(result), qos=0

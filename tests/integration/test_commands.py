@@ -241,8 +241,12 @@ async def test_phase_switch_is_psm_alone_and_is_rate_limited(rig: Rig) -> None:
     await until(lambda: rig.sim.is_charging())
     assert (await rig.command("phases/set", "1"))["ok"]
     await until(lambda: rig.sim.psm == 1 and rig.sim.is_charging(), what="switched and charging")
-    keys = [k for k, _ in rig.writes() if k in ("frc", "psm")]
-    assert keys[-2:] == ["frc", "psm"]  # the enable, then the switch alone: the go-e pauses itself
+    await until(lambda: rig.sim.frc == 2, what="frc restored after the switch")
+    writes = [(k, v) for k, v in rig.writes() if k in ("frc", "psm")]
+    # the enable, then the switch alone (the go-e pauses itself, never a stop written by the
+    # bridge), then the force state the switch reset to neutral, as after an unplug
+    # (go-eCharger-API-v2 #198)
+    assert writes == [("frc", 2), ("psm", 1), ("frc", 2)]
     assert rig.sim.active_phases() == 1
     # a second switch inside phase_switch_min_interval_s (300 s) waits
     assert (await rig.command("phases/set", "3"))["ok"]

@@ -95,7 +95,7 @@ async def test_settings_that_fight_the_controller_are_reported_and_cleared(
                 return set(json.loads(payload)["chargers"]["c"].get("warnings", {}))
 
             await probe.wait_for(info, lambda p: warnings(p) == {"lmo", "fup"})
-            assert "awattar" in bridge.chargers["c"].setting_warnings["lmo"]
+            assert "eco (lmo=4)" in bridge.chargers["c"].setting_warnings["lmo"]
             sim.lmo, sim.fup, sim.acs = 3, False, 1
             await probe.wait_for(info, lambda p: warnings(p) == {"acs"})
             sim.acs = 0
@@ -137,8 +137,9 @@ async def test_pv_input_feeds_the_chargers_own_pv_logic_and_stops_when_quiet(
     mosquitto: Any, base_topic: str
 ) -> None:
     """`pv/set` → `ids` every ≤ 5 s ("needed all 5 seconds", apikeys-en.md) while the meter
-    speaks; nothing once it is quiet, so the charger's PV logic sees no old surplus."""
-    sim = SimCharger(api=ApiVersion.V2, alw_delay_s=0.05, fup=True)
+    speaks; nothing once it is quiet, so the charger's PV logic sees no old surplus. go-e's
+    PV logic runs in Eco mode with PV surplus on (syssi README: lmo=4, fup=true)."""
+    sim = SimCharger(api=ApiVersion.V2, alw_delay_s=0.05, fup=True, lmo=4)
     sim.plug(Car(max_current_a=16, energy_needed_wh=1e9))
     async with HttpFrontend(sim) as fe:
         charger = http_charger("c", fe.port, pv_input_timeout_s=5)

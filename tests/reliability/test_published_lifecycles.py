@@ -150,8 +150,9 @@ async def test_the_session_energy_survives_a_bridge_restart_after_a_phase_switch
 ) -> None:
     """go-e's own `wh` restarts after a phase switch (go-eCharger-API-v2 #198); the session
     energy is counted from `eto` since the car was plugged in, and the baseline is kept in
-    the bridge's record, so a restart does not make it drop (Home Assistant takes a drop of
-    a total_increasing sensor for a meter reset and counts the energy twice)."""
+    the bridge's record, so a restart after the switch does not make it drop (424 → 117 Wh
+    was measured; Home Assistant takes a drop of a total_increasing sensor for a meter reset
+    and counts the energy twice)."""
     sim, port = charging
     root = f"{base_topic}/c"
     sim.eto_wh, sim.session_wh = 100_000.0, 0.0
@@ -161,12 +162,16 @@ async def test_the_session_energy_survives_a_bridge_restart_after_a_phase_switch
         sim.eto_wh += 424.0
         sim.session_wh += 424.0
         await probe.wait_for(f"{root}/energy_session_wh", lambda p: float(p) >= 400)
-    sim.session_wh = 117.0  # the charger's own counter restarted after a switch
+        sim.session_wh = 0.03  # a phase switch: the charger's own counter starts again
+        await probe.wait_for(f"{root}/energy_session_charger_wh", lambda p: float(p) < 50)
+        sim.eto_wh += 117.0
+        sim.session_wh += 117.0
+        await probe.wait_for(f"{root}/energy_session_wh", lambda p: float(p) >= 540)
     async with Probe(mosquitto.host, mosquitto.port, f"{root}/#") as probe, running_bridge(cfg):
         await probe.wait_for(f"{root}/availability", "online")
         await asyncio.sleep(0.5)
         session = [float(p) for p in probe.values(f"{root}/energy_session_wh") if p]
-        assert session and min(session) >= 400, session
+        assert session and min(session) >= 540, session
 
 
 @pytest.fixture

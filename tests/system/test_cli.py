@@ -308,3 +308,24 @@ def test_probe_errors_do_not_name_a_tls_context() -> None:
     result = run("probe", f"http://127.0.0.1:{free_port()}", "--timeout", "1")
     assert result.returncode == 1
     assert "ssl:" not in result.stderr and "Cannot connect to host" in result.stderr
+
+
+def test_simulate_takes_a_firmware_profile() -> None:
+    """`simulate --profile` serves that firmware line; probe sees its API and firmware."""
+    assert "unknown profile 'v9'" in run("simulate", "--profile", "v9").stderr
+    port = free_port()
+    proc = subprocess.Popen(
+        [*goe_bridge(), "simulate", "--profile", "v2-042.0", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "(API v1, v2-042.0: HOME+ V2, firmware 042.0" in line, line
+        result = run("probe", f"http://127.0.0.1:{port}")
+        assert result.returncode == 0, result.stderr
+        assert "API version : v1 (local HTTP)" in result.stdout
+        assert "042.0" in result.stdout
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0

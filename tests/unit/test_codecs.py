@@ -66,7 +66,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "phase_l3_available": True, "energy_total_wh": 0.0, "energy_session_wh": 0.0,
         "temperature_c": 27.5, "firmware": "56.9", "hardware": "go-eCharger", "variant_kw": 11,
         "wifi_rssi_dbm": -66, "frequency_hz": 49.94400024, "access_control": "open",
-        "session_authorized": False, **IDLE_NRG_ZERO,
+        # acs 0 (open): every session is authorised, without a transaction (trx null)
+        "session_authorized": True, **IDLE_NRG_ZERO,
     },
 }  # fmt: skip
 
@@ -314,3 +315,70 @@ def test_v1_error_codes_default_to_internal(err: str, word: str) -> None:
     """go-eCharger-API-v1: `err` 1 RCCB, 3 PHASE, 8 NO_GROUND, 10 INTERNAL (default)."""
     status = codec_v1.decode({"car": "1", "err": err})
     assert (status.error, status.error_code) == (word, int(err))
+
+
+# go-eCharger-API-v1 #100 (fw 52.2, HW V3, the legacy API v1): currents in A, powers in W,
+# verbatim from the report, at ~15 A on three phases
+V1_LEGACY_52 = [219, 225, 222, 1, 15.1, 15.2, 15.1, 3300, 3400, 3400, 0, 10300, 100, 100, 100, 0]
+
+
+def test_v1_legacy_52_units_are_told_from_the_values() -> None:
+    """A documented v1 reading (0.1 A, 0.1 kW, 0.01 kW) of this payload is 1.5 A and 330 kW a
+    phase, which plausibility drops: P ≈ U·I·pf says it is A and W."""
+    status = codec_v1.decode({"car": "2", "nrg": V1_LEGACY_52, "fsp": "0", "fwv": "052.2"})
+    assert (status.current_l1_a, status.current_l2_a, status.current_l3_a) == (15.1, 15.2, 15.1)
+    assert (status.power_l1_w, status.power_l2_w, status.power_l3_w) == (3300, 3400, 3400)
+    assert status.power_w == 10300
+    assert status.phases_in_use == 3
+    # the documented units stay what they are (evcc PR #1609 on 051.4: 5.8 A, 1360 W)
+    documented = codec_v1.decode({"car": "2", "nrg": V1_LEGACY_V3})
+    assert (documented.current_l1_a, documented.power_w) == (5.8, 1360.0)
+    # without current there is nothing to tell, and nothing to scale wrongly
+    idle = codec_v1.decode({"car": "1", "nrg": [230, 230, 230, 1] + [0] * 12})
+    assert idle.power_w == 0 and idle.current_l1_a == 0
+
+
+def test_v1_042_reads_the_current_in_effect_from_amx() -> None:
+    """fw 042.0 keeps the stored value in `amp` and the one in effect in `amx`
+    (go-eCharger-API-v1 #114); 040/041 mirror `amx` into `amp` and have no `amx` key."""
+    assert codec_v1.decode({"car": "2", "amp": "16", "amx": "8"}).current_limit_a == 8
+    assert codec_v1.decode({"car": "2", "amp": "16"}).current_limit_a == 16
+
+
+def test_v1_verify_of_amx() -> None:
+    assert codec_v1.verify("amx", 8, {"amp": "16", "amx": "8"})  # 042.0
+    assert not codec_v1.verify("amx", 10, {"amp": "6", "amx": "6"})  # 042.0: above stored amp
+    # the V3 legacy emulation answers with the new amp and the old amx (API v1 #56, #57)
+    assert codec_v1.verify("amx", 13, {"amp": "13", "amx": "6"})
+
+
+@pytest.mark.parametrize(("car", "state"), [(0, "unknown"), (5, "error"), (6, "initializing")])
+def test_car_codes_that_say_nothing_about_the_plug(car: int, state: str) -> None:
+    """`car` 0/5/6 are no unplug: `plugged` is unknown, not false (60.4 export: car
+    Unknown/Error=0, Error=5, Initializing=6)."""
+    status = codec_v2.decode({"car": car})
+    assert status.car_state == state and status.plugged is None and status.charging is False
+    assert "plugged" not in status.fields()
+    null = codec_v2.decode({"car": None})
+    assert null.car_state == "unknown" and null.plugged is None
+
+
+def test_error_reads_none_without_an_error() -> None:
+    assert codec_v2.decode({"car": 1, "err": 0}).error == "none"
+    assert codec_v1.decode({"car": "1", "err": "0"}).error == "none"
+    # err null: "null if no connection to charge ctrl established" (60.4 export): unknown
+    assert codec_v2.decode({"car": 1, "err": None}).error is None
+
+
+@pytest.mark.parametrize(
+    ("acs", "trx", "authorized"),
+    [(0, None, True), (0, 0, True), (1, None, False), (1, 0, True), (1, 2, True),
+     (2, None, False), (None, None, False)],
+)  # fmt: skip
+def test_session_authorized_with_open_access(
+    acs: int | None, trx: int | None, authorized: bool
+) -> None:
+    """acs 0 (Open): sessions need no authorisation, and `trx` stays null while a car
+    charges; with Wait/EVCMS a running transaction (`trx` 0 or a card) authorises it."""
+    status = codec_v2.decode({"car": 2, "acs": acs, "trx": trx})
+    assert status.session_authorized is authorized

@@ -111,7 +111,7 @@ GOLDEN: dict[str, Any] = {
                 "legacy_topics": False,
                 "enable_mode": "force",
                 "authorize": False,
-                "pv_input_timeout_s": 30.0,
+                "pv_input_timeout_s": 8.0,
                 "min_command_interval_s": 5.0,
                 "phase_switch_min_interval_s": None,
                 "failsafe": {"timeout_s": None, "action": "stop", "current_a": 6},

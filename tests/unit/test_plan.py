@@ -146,7 +146,7 @@ def test_phase_switching_needs_firmware_051_8() -> None:
     result = plan(Target(True, 10, phases=1), old, limit_a=16)
     assert result.phases == {}
     assert result.unsupported == (
-        "phases: switching needs firmware 051.8 or later (this charger: 051.4)",
+        "phases: phase switching needs firmware 051.8 or later (this charger: 051.4)",
     )
 
 
@@ -201,3 +201,110 @@ async def test_reconciler_sleeps_through_polls_while_nobody_controls() -> None:
         assert r.steps == 3
     finally:
         task.cancel()
+
+
+async def test_reconciler_leaves_the_charger_alone_while_its_own_phase_switch_runs() -> None:
+    """After `psm` the charger shows car=1 and frc=0 for seconds (go-eCharger-API-v2 #198):
+    nothing is written then; once the car is back, the Target is written again; a car that
+    stays at car=4 (#144) is reported."""
+    import dataclasses
+    from collections.abc import Mapping
+
+    from bridge.control import reconciler as module
+    from bridge.control.reconciler import Reconciler
+    from bridge.goe.model import WireValue
+    from bridge.goe.transports.base import Transport
+
+    class Recording(Transport):
+        def __init__(self) -> None:
+            self.writes: list[dict[str, WireValue]] = []
+
+        async def read_status(self) -> ChargerStatus:
+            raise AssertionError("not used")
+
+        async def write(self, changes: Mapping[str, WireValue]) -> None:
+            self.writes.append(dict(changes))
+
+    now = [100.0]
+    reports: list[tuple[str, WireValue, str | None]] = []
+    transport = Recording()
+    r = Reconciler(transport, name="t", limit_a=16, min_command_interval_s=0,
+                   phase_switch_min_interval_s=0, clock=lambda: now[0],
+                   on_write=lambda k, v, e: reports.append((k, v, e)))  # fmt: skip
+    charging = ChargerStatus(ApiVersion.V2, car=2, plugged=True, charging=True,
+                             force_state="on", current_limit_a=10, phases=3,
+                             firmware="56.9")  # fmt: skip
+    r.on_status(charging)
+    r.set_target(Target(True, 10, phases=1))
+    await r.step()
+    assert transport.writes == [{"psm": 1}]
+    switching = dataclasses.replace(charging, car=1, plugged=True, charging=False,
+                                    force_state="neutral", phases=1)  # fmt: skip
+    for _ in range(3):
+        now[0] += 5
+        r.on_status(switching)
+        assert await r.step() is not None  # holds, looks again at the window's end
+    assert transport.writes == [{"psm": 1}]
+    now[0] += 5
+    r.on_status(dataclasses.replace(switching, car=3))  # back
+    await r.step()
+    assert transport.writes == [{"psm": 1}, {"frc": 2}]
+    # a car that stays at car 4 after the switch is reported
+    now[0] += 1000
+    r.on_status(dataclasses.replace(charging, phases=1))
+    r.set_target(Target(True, 10, phases=3))
+    await r.step()
+    r.on_status(dataclasses.replace(charging, car=4, charging=False, phases=3,
+                                    model_status_code=23))  # fmt: skip
+    await r.step()
+    stuck = dataclasses.replace(charging, car=4, charging=False, phases=3)
+    r.on_status(stuck)
+    await r.step()  # back (modelStatus 23 is over), waiting for the car to resume
+    now[0] += module.RESUME_GRACE_S + 1
+    r.on_status(stuck)
+    await r.step()
+    assert r.not_resumed and r.in_sync is False
+    assert reports[-1][0] == "psm" and "#144" in (reports[-1][2] or "")
+
+
+async def test_a_new_target_or_the_new_phases_end_the_switch_hold() -> None:
+    """A switch shorter than a poll shows no car=1: charging on the new phases ends the hold;
+    and a new Target (a stop) is carried out at once, only the same one waits."""
+    import dataclasses
+    from collections.abc import Mapping
+
+    from bridge.control.reconciler import Reconciler
+    from bridge.goe.model import WireValue
+    from bridge.goe.transports.base import Transport
+
+    class Recording(Transport):
+        def __init__(self) -> None:
+            self.writes: list[dict[str, WireValue]] = []
+
+        async def read_status(self) -> ChargerStatus:
+            raise AssertionError("not used")
+
+        async def write(self, changes: Mapping[str, WireValue]) -> None:
+            self.writes.append(dict(changes))
+
+    now = [100.0]
+    transport = Recording()
+    r = Reconciler(transport, name="t", limit_a=16, min_command_interval_s=0,
+                   phase_switch_min_interval_s=0, clock=lambda: now[0])  # fmt: skip
+    three = ChargerStatus(ApiVersion.V2, car=2, plugged=True, charging=True, force_state="on",
+                          current_limit_a=10, phases=3, phases_in_use=3, firmware="56.9")  # fmt: skip
+    r.on_status(three)
+    r.set_target(Target(True, 10, phases=1))
+    await r.step()
+    assert transport.writes == [{"psm": 1}]
+    now[0] += 1
+    r.on_status(dataclasses.replace(three, phases=1, phases_in_use=1, force_state="neutral"))
+    await r.step()  # charging on one phase: the switch is over, frc=2 again
+    assert transport.writes == [{"psm": 1}, {"frc": 2}]
+    r.set_target(Target(True, 10, phases="auto"))
+    r.on_status(dataclasses.replace(three, phases=1, phases_in_use=1))
+    await r.step()
+    assert transport.writes[-1] == {"psm": 0}
+    r.set_target(Target(False, phases="auto"))  # a stop during the switch: at once
+    await r.step()
+    assert transport.writes[-1] == {"frc": 1}

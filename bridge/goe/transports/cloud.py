@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -159,8 +160,12 @@ class CloudV1Transport(_CloudBase):
     async def write(self, changes: Mapping[str, WireValue]) -> None:
         for key, value in changes.items():
             payload = encode_command(key, value)
-            status_code, text, _ = await self._request(
-                "/api", {"token": self._token, "payload": payload}
+            # `payload=amx=16` with a raw `=`, as go-e's own example (API v1 EN doc,
+            # `https://api.go-e.co/api?payload=amp=16&token=…`) and evcc's cloud code
+            # (charger/go-e/api.go: `url += "&payload=" + payload`) send it, and as the local
+            # v1 write does; URL-encoded (`amx%3D16`) it relies on the cloud decoding it.
+            status_code, text, _ = await self._http.get(
+                "/api", raw_query=f"token={quote(self._token, safe='')}&payload={payload}"
             )
             if status_code != 200:
                 raise ChargerUnavailable(f"cloud GET /api: HTTP {status_code}")

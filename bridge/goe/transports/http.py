@@ -46,6 +46,14 @@ NOT_ENABLED_HINT = (
 
 _POLLED = frozenset(codec_v2.POLL_KEYS)
 
+# go-eCharger-API-v1 #64, #70 (050.1, 051.x): every request answers this until the charger
+# is power-cycled; the bridge never reboots a charger by itself.
+API_LOCK_TEXT = "couldn't take api lock"
+API_LOCK_HINT = (
+    "the charger's API is locked (a firmware fault of 050/051 that lasts until a power cycle, "
+    "go-eCharger-API-v1 #64); restart the charger (app, or its power)"
+)
+
 
 class HttpTransport(Transport):
     kind = "http"
@@ -78,6 +86,7 @@ class HttpTransport(Transport):
         # the configured limit: the stored `amp` a 042.0 charger is raised to, once
         self.max_current_a = max_current_a
         self.eeprom_raised = False
+        self._warned_400 = False
 
     # ------------------------------------------------------------------ plumbing
 
@@ -100,10 +109,35 @@ class HttpTransport(Transport):
 
     async def _get_json_url(self, url: URL, path: str) -> Any:
         status, body = await self._http.get_bytes(url, path)
+        if status == 400 and (data := self._data_despite_400(path, body)) is not None:
+            return data
         if status != 200:
             text = body[:120].decode("utf-8", "replace")
+            if API_LOCK_TEXT in text:
+                raise ChargerUnavailable(f"GET {path}: HTTP {status} {text!r}: {API_LOCK_HINT}")
             raise ChargerUnavailable(f"GET {path}: HTTP {status} {text!r}")
         return self._parse(path, body)
+
+    def _data_despite_400(self, path: str, body: str | bytes) -> dict[str, Any] | None:
+        """A PRO on 60.3 answers the full status, and a filter naming a key it does not have
+        (`cbl`), with HTTP 400 and the data anyway (go-eCharger-API-v2 #312, one report):
+        a JSON object in a 400 is the status."""
+        if not path.startswith("/api/status"):
+            return None
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        if not self._warned_400:
+            self._warned_400 = True
+            log.info(
+                "charger.status_with_http_400",
+                url=self.base_url,
+                note="the firmware answers HTTP 400 with the data (go-eCharger-API-v2 #312)",
+            )
+        return data
 
     # ------------------------------------------------------------------ detection
 
@@ -123,8 +157,9 @@ class HttpTransport(Transport):
         filtered probe and then the full read (bench/floor.py start-up profile). Without a
         filter, the filter form of older firmware (400 before 051.4) does not arise."""
         status, text = await self._request("/api/status")
-        if status == 200:
-            self._take_base(self._parse("/api/status", text))
+        data = self._data_despite_400("/api/status", text) if status == 400 else None
+        if status == 200 or data is not None:
+            self._take_base(data if data is not None else self._parse("/api/status", text))
             self.api = ApiVersion.V2
             return self.api
         v2_status = status
@@ -272,18 +307,22 @@ class HttpTransport(Transport):
             key == "amx"
             and isinstance(value, int)
             and not codec_v1.verify(key, value, answer)
-            and self._amx_capped(value, answer)
+            and (stored := self._stored_below(value, answer)) is not None
         ):
             # HW V2 firmware 042.0 takes no `amx` above the stored `amp` (go-eCharger-API-v1
-            # #114, snaptec/openWB #2778): raise the stored value once to the configured
-            # maximum (one flash write), then regulate with `amx` below it, as the field does.
-            amps = max(value, self.max_current_a)
+            # #114, snaptec/openWB #2778). Raise the stored value once, to the limit in effect
+            # (limits.max_current_a, the charger's `ama` and the cable): never more, because
+            # after a reboot (amx is volatile) or with the bridge stopped the charger runs at
+            # the stored value. Then regulate with `amx` below it, as the community does.
+            amps = self._limit_in_effect(value, answer)
             log.warning(
                 "charger.eeprom_raised",
                 url=self.base_url,
-                amp=amps,
+                old_amp=stored,
+                new_amp=amps,
                 firmware=self.firmware,
-                reason="amx above the stored amp is ignored by this firmware",
+                reason="amx above the stored amp is ignored by this firmware; the charger "
+                "runs at the new stored amp after a reboot until the bridge writes amx again",
             )
             self.eeprom_raised = True
             status, text, _ = await self._http.get("/mqtt", raw_query=f"payload=amp={amps}")
@@ -294,20 +333,33 @@ class HttpTransport(Transport):
             if not isinstance(answer, dict):
                 raise CodecError("GET /mqtt: expected the status object")
         if not codec_v1.verify(key, value, answer):
-            shown = "amp" if key == "amx" else key
+            shown = ("amx" if "amx" in answer else "amp") if key == "amx" else key
             raise WriteRejected(
                 key, f"not applied: status shows {shown}={answer.get(shown)!r} after {command}"
             )
 
-    def _amx_capped(self, value: int, answer: Mapping[str, Any]) -> bool:
-        """amx did not take, the stored amp is below it, and it was not raised yet."""
+    def _stored_below(self, value: int, answer: Mapping[str, Any]) -> int | None:
+        """The stored `amp` when it is below the `amx` that did not take and it was not
+        raised yet; else None."""
         if self.eeprom_raised:
-            return False
+            return None
         try:
             stored = int(answer.get("amp"))  # type: ignore[arg-type]
         except (TypeError, ValueError):
-            return False
-        return stored < value
+            return None
+        return stored if stored < value else None
+
+    def _limit_in_effect(self, value: int, answer: Mapping[str, Any]) -> int:
+        """min(limits.max_current_a, ama, cable), at least the value being written."""
+        limit = self.max_current_a
+        for key in ("ama", "cbl"):
+            try:
+                other = int(answer.get(key))  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                continue
+            if other > 0:  # cbl "0": no cable limit
+                limit = min(limit, other)
+        return max(value, min(limit, 32))
 
     async def close(self) -> None:
         await self._http.close()

@@ -25,12 +25,14 @@ from ...aio import wait_event
 from ...mqtt.link import BrokerLink
 from .. import codec_v1, codec_v2
 from ..model import (
+    MQTT_RESULT_SINCE,
     ApiVersion,
     ChargerStatus,
     ChargerUnavailable,
     CodecError,
     WireValue,
     WriteRejected,
+    firmware_at_least,
 )
 from .base import Transport, decode
 
@@ -226,6 +228,12 @@ class GoeMqttTransport(Transport):
     async def _write_v2(self, key: str, value: WireValue) -> None:
         text = codec_v2.encode_set({key: value})[key]
         topic = f"{self.write_root}/{key}/set"
+        if firmware_at_least(self.firmware, MQTT_RESULT_SINCE) is False:
+            # before 051.5 the charger answers no `result` (go-eCharger-API-v2 mqtt-de.md):
+            # the write shows in the key's own topic, or it did not take
+            self.link.publish(topic, text, qos=1)
+            await self._verify_v2_state(key, value, text)
+            return
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._results[key] = future
         try:
@@ -247,6 +255,22 @@ class GoeMqttTransport(Transport):
         if answer != "success":
             raise WriteRejected(key, answer)
 
+    async def _verify_v2_state(self, key: str, value: WireValue, text: str) -> None:
+        deadline = self.clock() + self.v1_verify_timeout_s
+        while True:
+            if key in self._keys and self._keys[key] == value:
+                return
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                raise WriteRejected(
+                    key,
+                    f"not applied: {self.write_root}/{key} shows "
+                    f"{json.dumps(self._keys.get(key))[:40]} after {text} (this firmware "
+                    f"answers no result topic before 051.5)",
+                )
+            self._status_event.clear()
+            await wait_event(self._status_event, remaining)
+
     async def _write_v1(self, key: str, value: WireValue) -> None:
         command = codec_v1.encode_command(key, value)
         self.link.publish(f"{self.write_root}/cmd/req", command, qos=1)
@@ -256,7 +280,7 @@ class GoeMqttTransport(Transport):
             await wait_event(self._status_event, deadline - self.clock())
             if codec_v1.verify(key, value, self._keys):
                 return
-        shown = "amp" if key == "amx" else key
+        shown = ("amx" if "amx" in self._keys else "amp") if key == "amx" else key
         raise WriteRejected(
             key, f"not applied: status shows {shown}={self._keys.get(shown)!r} after {command}"
         )

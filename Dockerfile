@@ -25,7 +25,8 @@ LABEL org.opencontainers.image.title="goe-bridge" \
 # The base image's own pip, setuptools and wheel are not needed at run time either.
 RUN python -m pip uninstall --yes pip setuptools wheel \
     && rm -rf /usr/local/lib/python3.11/ensurepip \
-    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin goe
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin goe \
+    && mkdir /data && chown goe /data
 # The status page and /healthz are on by default in the image (inside the container; publish
 # the port to reach them), so HEALTHCHECK works with any config; GOE_BRIDGE__HTTP__ENABLED=false
 # turns them off.
@@ -33,10 +34,12 @@ ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/goe-bridge/bin:$PATH \
     GOE_BRIDGE__HTTP__ENABLED=true \
-    GOE_BRIDGE__HTTP__HOST=0.0.0.0
+    GOE_BRIDGE__HTTP__HOST=0.0.0.0 \
+    GOE_BRIDGE__STATE_FILE=/data/state.json
 COPY --from=build /opt/goe-bridge /opt/goe-bridge
 USER goe
-VOLUME ["/config"]
+# /data: the bridge's record for its next start (survives a power cut that rolls the broker back)
+VOLUME ["/config", "/data"]
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["goe-bridge", "health", "http://127.0.0.1:8080/healthz", "--quiet"]

@@ -56,6 +56,8 @@ def config_from_options(options: Mapping[str, Any], mqtt: Mapping[str, Any]) -> 
             "home_assistant": {"enabled": True},
         },
         "chargers": chargers,
+        # the add-on's own persistent folder (kept across restarts and updates)
+        "state_file": "/data/goe-bridge-state.json",
     }
 
 

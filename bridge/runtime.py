@@ -85,6 +85,8 @@ class ChargerRuntime:
         *,
         on_identity: Callable[[], None] = lambda: None,
         on_warnings: Callable[[], None] = lambda: None,
+        on_memory: Callable[[], None] = lambda: None,
+        next_seq: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -95,6 +97,9 @@ class ChargerRuntime:
         self.link = link
         self.control_link = control_link
         self.on_identity = on_identity
+        self.on_memory = on_memory
+        self.next_seq = next_seq
+        self.memory: dict[str, Any] | None = None  # the record last kept
         self.clock = clock
         self.wall_clock = wall_clock
         self.topics = Topics(config.publish.base_topic, self.id)
@@ -371,32 +376,54 @@ class ChargerRuntime:
         )
         if key != self._memory_key:
             self._memory_key = key
-            self.outputs.set_memory(self.memory_record())
+            self.memory = {**self.memory_record(), "seq": self.next_seq()}
+            self.outputs.set_memory(self.memory)
+            self.on_memory()
 
-    def restore(self, retained: Mapping[str, bytes]) -> None:
+    def restore(self, retained: Mapping[str, bytes], local: Any = None) -> None:
         """What the broker held under `<base>/<id>/` at start (lifecycle.read_back): the
         topics a previous run left (cleared after the first status unless published again)
-        and the record it kept for this start."""
+        and the record it kept for this start — or `local`, the same record from the
+        bridge's state file, when it is newer (the broker restored an older database)."""
         root = self.topics.root + "/"
         self.outputs.previous = {
             topic
             for topic in retained
             if topic.startswith(root) and not topic.endswith("/set") and topic != self.topics.result
         }
+        record: dict[str, Any] | None = None
         raw = retained.get(self.topics.memory)
-        if raw is None:
-            return
-        try:
-            record = _json_object(raw)
-        except ValueError:
-            log.warning("memory.unreadable", charger=self.id, topic=self.topics.memory)
-            return
-        if record.get("v") != MEMORY_VERSION:
+        if raw is not None:
+            try:
+                record = _json_object(raw)
+            except ValueError:
+                log.warning("memory.unreadable", charger=self.id, topic=self.topics.memory)
+        if isinstance(local, dict) and _seq(local) > _seq(record):
+            if record is not None:
+                log.warning(
+                    "memory.broker_older",
+                    charger=self.id,
+                    broker_seq=_seq(record),
+                    local_seq=_seq(local),
+                    message="the broker restored an older database: the bridge's own record "
+                    "is used",
+                )
+            record = local
+        if record is None or record.get("v") != MEMORY_VERSION:
             return
         self._restore_session(record.get("session"))
         self._restore_plug(record.get("plug"))
         if record.get("source") == self.cfg.control.source:
             self._restore_intent(record.get("intent"), record.get("intent_at"))
+
+    def memory_seq(self, readback: Any) -> int | None:
+        """The sequence number of the record the broker held for this charger."""
+        raw = getattr(readback, "chargers", {}).get(self.id, {}).get(self.topics.memory)
+        try:
+            seq = _seq(_json_object(raw)) if raw is not None else -1
+        except ValueError:
+            return None
+        return seq if seq >= 0 else None
 
     def _restore_session(self, session: Any) -> None:
         # taken when the charger's first plugged-in status shows the same session
@@ -557,6 +584,11 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")  # noqa: TRY004 - one error for "unreadable"
     return value
+
+
+def _seq(record: Any) -> int:
+    seq = record.get("seq") if isinstance(record, dict) else None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else -1
 
 
 def _number(value: Any) -> bool:

@@ -37,6 +37,7 @@ from .publish.fields import bridge_info_topic, bridge_state_topic
 from .runtime import ChargerRuntime
 from .sdnotify import Notifier
 from .snapshot import BridgeSnapshot, snapshot
+from .statefile import StateFile, default_path
 from .web import WebServer
 
 __all__ = ["Bridge", "main", "stable_client_id", "start_offsets"]
@@ -121,6 +122,10 @@ class Bridge:
                 state_topic=bridge_state_topic(base) if name == config.publish_broker else None,
                 client_id=stable_client_id(config, name),
             )
+        # the record beside the broker's, for a power cut that rolls the broker back
+        self._seq = 0
+        path = default_path(config.state_file, os.environ)
+        self.state_file = StateFile(path, self._state) if path else None
         self.arbiter: Arbiter | None = None
         if config.publish_broker:
             self.arbiter = Arbiter(self.publish_link, base, str(self.instance["id"]),
@@ -172,6 +177,24 @@ class Bridge:
 
     # ------------------------------------------------------------------ start-up
 
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "seq": self._seq,
+            "chargers": {cid: rt.memory for cid, rt in self.chargers.items() if rt.memory},
+            "links": {
+                name: {"client_id": link.client_id, "mids": link.handled_mids()}
+                for name, link in self.links.items()
+            },
+        }
+
+    def _save_state(self) -> None:
+        if self.state_file is not None:
+            self.state_file.schedule()
+
     async def _prepare(self) -> bool:
         """Before the first session: the retained state of the last run (lifecycle.py)."""
         ha = self.config.publish.home_assistant
@@ -185,8 +208,13 @@ class Bridge:
         if result is None:
             return False  # the broker is not there yet: again before the next connect
         self.readback = result
+        local = self.state_file.load() if self.state_file is not None else None
+        local_chargers = (local or {}).get("chargers")
+        if not isinstance(local_chargers, dict):
+            local_chargers = {}
+        self._restore_local(local)
         for cid, runtime in self.chargers.items():
-            runtime.restore(result.chargers.get(cid, {}))
+            runtime.restore(result.chargers.get(cid, {}), local_chargers.get(cid))
             node = discovery.node_id(cid)
             if node in result.configs:
                 runtime.on_own_discovery("", result.configs[node], True)
@@ -201,6 +229,20 @@ class Bridge:
                 self._remove_ghost_device(node, payload)
         self.restored.set()
         return True
+
+    def _restore_local(self, local: dict[str, Any] | None) -> None:
+        """The sequence goes on from the highest record seen (the file's or the broker's);
+        the command deliveries handled before are known again (same client id only)."""
+        seqs = [local.get("seq") if local else None]
+        seqs += [rt.memory_seq(self.readback) for rt in self.chargers.values()]
+        self._seq = max([s for s in seqs if isinstance(s, int)] + [0])
+        links = (local or {}).get("links")
+        if not isinstance(links, dict):
+            return
+        for name, link in self.links.items():
+            saved = links.get(name)
+            if isinstance(saved, dict) and saved.get("client_id") == link.client_id:
+                link.restore_mids(saved.get("mids"))
 
     def _remove_ghost_device(self, node: str, payload: bytes) -> None:
         """A device this bridge announced for a charger it no longer has. A Home Assistant
@@ -327,12 +369,16 @@ class Bridge:
                 self.links[cfg.publish_broker or ""],
                 self.links[cfg.broker_for(charger.control.broker) or ""],
                 on_warnings=self.schedule_info,
+                on_memory=self._save_state,
+                next_seq=self.next_seq,
             )
             runtime.on_identity = lambda rt=runtime: self._on_identity(rt)  # type: ignore[misc]
             self.chargers[runtime.id] = runtime
 
     def _start(self) -> None:
         cfg = self.config
+        for link in self.links.values():
+            link.on_handled = self._save_state
         if cfg.publish_broker:
             link = self.publish_link
             link.prepare = self._prepare
@@ -439,6 +485,8 @@ class Bridge:
         if final:
             for runtime in self.chargers.values():
                 runtime.stopping()
+        if self.state_file is not None and not self.standing_by:
+            self.state_file.save()
         for name, link in self.links.items():
             last: list[Outgoing] = []
             if final and name == self.config.publish_broker:

@@ -314,6 +314,11 @@ class Config(StrictModel):
     # A YAML sequence is a list; strict validation would want a tuple.
     chargers: tuple[ChargerConfig, ...] = Field(default_factory=tuple, strict=False)
     http: HttpServerConfig = Field(default_factory=HttpServerConfig)
+    state_file: str | None = Field(
+        None,
+        description="a file where the bridge keeps its record across a power cut that "
+        "also rolls the broker back (default: state.json in systemd's STATE_DIRECTORY)",
+    )
     _source: str | None = None
     _warnings: tuple[str, ...] = ()
 

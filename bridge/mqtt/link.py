@@ -145,6 +145,8 @@ class BrokerLink:
         # run before the first session until it returns True (see run())
         self.prepare: Callable[[], Awaitable[bool]] | None = None
         self._prepared = False
+        # a command delivery was handled (its packet identifier remembered: handled_mids)
+        self.on_handled: Callable[[], None] = lambda: None
         # asked before reconnecting after a disconnect nobody explained; False: pause
         self.may_reconnect: Callable[[], Awaitable[bool]] | None = None
         self._serving = asyncio.Event()
@@ -219,6 +221,26 @@ class BrokerLink:
 
     def remove_replay(self, source: ReplaySource) -> None:
         self.outbox.remove_source(source)
+
+    def handled_mids(self) -> list[tuple[int, str]]:
+        """The command deliveries handled recently (packet identifier, topic), oldest first:
+        kept by the bridge across its own restart (statefile.py)."""
+        return list(self._handled_mids.items())
+
+    def restore_mids(self, mids: object) -> None:
+        """Those of a previous run of this bridge (same client id, same session)."""
+        if not isinstance(mids, list):
+            return
+        for entry in mids[-MID_MEMORY:]:
+            if (
+                isinstance(entry, list)
+                and len(entry) == 2
+                and isinstance(entry[0], int)
+                and not isinstance(entry[0], bool)
+                and 0 < entry[0] < 65536
+                and isinstance(entry[1], str)
+            ):
+                self._handled_mids[entry[0]] = entry[1]
 
     @property
     def queue_sizes(self) -> tuple[int, int]:
@@ -550,6 +572,7 @@ class BrokerLink:
             self._handled_mids[message.mid] = topic
             if len(self._handled_mids) > MID_MEMORY:
                 self._handled_mids.popitem(last=False)
+            self.on_handled()
         elif message.mid and not message.dup:
             # the broker uses this identifier for another message now: what it numbered
             # before was acknowledged

@@ -279,3 +279,47 @@ async def test_two_bridges_started_on_one_config(
     # mosquitto 2.0 may close the old connection without flushing its DISCONNECT 0x8E
     # (session taken over); the old bridge then learns it from the new one's answer
     assert "taken over" in standby[0]["reason"] or "newer goe-bridge" in standby[0]["reason"]
+
+
+async def test_a_power_cut_of_broker_and_bridge_together_ends_on_the_newest_command(
+    tmp_path: Path, base_topic: str, sim: tuple[SimCharger, HttpFrontend]
+) -> None:
+    """Home Assistant OS with the mosquitto add-on, or a Pi: the broker and the bridge lose
+    power together after a retained 7 was applied and cleared and a live 14 applied. The
+    broker comes back from its last save (the 7 retained and on its way to the bridge, the
+    14 unknown to it), the charger rebooted (its own current, not forced). The bridge's
+    state file is newer than the broker's record: the 7 is not applied again and the 14 is
+    restored."""
+    charger, fe = sim
+    root = f"{base_topic}/c"
+    with run_mosquitto(persistence=True) as broker:
+        cfg = config_file(tmp_path / "c.yaml", broker, base_topic, fe.port)
+        data = yaml.safe_load(cfg.read_text())
+        data["state_file"] = str(tmp_path / "state" / "state.json")
+        cfg.write_text(yaml.safe_dump(data))
+        with bridge(cfg) as proc:
+            async with Probe(broker.host, broker.port, f"{root}/#") as probe:
+                await probe.wait_for(f"{root}/availability", "online")
+                await probe.publish(f"{root}/allow_charging/set", "true")
+                await until(lambda: charger.frc == 2, what="allowed")
+                proc.send_signal(signal.SIGSTOP)
+                await probe.publish(f"{root}/current_limit_a/set", "7", retain=True)
+                await asyncio.sleep(0.3)
+                broker.save()  # the broker's last save: the 7 on its way
+                await asyncio.sleep(0.5)
+                proc.send_signal(signal.SIGCONT)
+                await until(lambda: charger.amp == 7, what="7 A applied")
+                await probe.publish(f"{root}/current_limit_a/set", "14")
+                await until(lambda: charger.amp == 14, what="14 A applied")
+                await asyncio.sleep(1.0)  # the state file is written within 0.2 s
+            proc.kill()  # the power cut: both at once
+            broker.kill()
+        charger.amp, charger.frc = 16, 0  # the charger rebooted too
+        broker.start()
+        with bridge(cfg) as proc:
+            await until(lambda: proc.poll() is None and charger.amp == 14 and charger.frc == 2,
+                        timeout=30, what="the newest command restored")  # fmt: skip
+            await asyncio.sleep(3)
+            assert charger.amp == 14, [(w.key, w.value) for w in charger.writes]
+            events = log_events(proc)
+    assert any(e.get("event") == "memory.broker_older" for e in events)

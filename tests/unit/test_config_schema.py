@@ -119,6 +119,7 @@ GOLDEN: dict[str, Any] = {
         }
     ],
     "http": {"enabled": False, "host": "127.0.0.1", "port": 8080},
+    "state_file": None,
 }
 
 

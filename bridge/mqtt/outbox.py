@@ -70,10 +70,13 @@ class Outbox:
         return bool(self.transient or self.pending)
 
     def next_batch(self, size: int) -> list[Outgoing]:
-        """The next messages to send: one transient or QoS 1 message, or up to `size`
-        retained QoS 0 messages in a row."""
+        """The next messages to send: up to `size` QoS 0 messages in a row (transient ones
+        first, in their order), or one QoS 1 message."""
         if self.transient:
-            return [self.transient[0]]
+            if self.transient[0].qos:
+                return [self.transient[0]]
+            qos0 = itertools.takewhile(lambda m: not m.qos, self.transient)
+            return list(itertools.islice(qos0, size))
         first = next(iter(self.pending.values()))
         if first.qos:
             return [first]

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import re
 import signal
 import sys
@@ -668,8 +669,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command not in ("run", "demo", "health", "addon-run"):
         logs.setup("warning", "console")
-    with contextlib.suppress(KeyboardInterrupt):
-        return COMMANDS[args.command](args)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            return COMMANDS[args.command](args)
+    except BrokenPipeError:
+        # `goe-bridge check-config | head`: the reader has what it wanted; Python would
+        # complain once more when it flushes stdout at exit (docs.python.org, signal: "Note
+        # on SIGPIPE")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     return EXIT_OK
 
 

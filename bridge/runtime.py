@@ -303,7 +303,8 @@ class ChargerRuntime:
             log.warning("charger.offline", charger=self.id, reason=reason)
         self.reconciler.on_unavailable()
         if self.controller is not None:
-            self.controller.on_unavailable(reason)
+            since = self.poller.outage_started if self.poller.failures else None
+            self.controller.on_unavailable(reason, since)
 
     # ------------------------------------------------------------------ command path
 
@@ -506,7 +507,6 @@ class ChargerRuntime:
             self.topics,
             self.status,
             controllable=self.cfg.control.source == "mqtt",
-            max_current_a=self.cfg.limits.max_current_a,
             capable=self.capable_with_announced(),
             announced=self.announced,
             control_source=self.cfg.control.source,

@@ -113,8 +113,9 @@ class Controller:
     def on_status(self, status: ChargerStatus) -> None:
         self.status = status
 
-    def on_unavailable(self, reason: str) -> None:
-        """The charger cannot be reached (openWB adapters report it as a fault)."""
+    def on_unavailable(self, reason: str, since: float | None = None) -> None:
+        """The charger cannot be reached (openWB adapters report it as a fault); `since`:
+        the monotonic time of the first failed read, when known."""
 
     def quiet_for(self, now: float) -> float | None:
         if self.last_heard is None:

@@ -234,6 +234,11 @@ class Reconciler:
         window = max(SWITCH_MIN_S, min(pause, 3600.0) + SWITCH_EXTRA_S)
         psm = written.get("psm")
         charges_on = {1: 1, 2: 3}.get(psm) if isinstance(psm, int) else None
+        if status.charging and status.phases_in_use == charges_on:
+            # already charging on those phases (`auto` chose them): nothing to switch, so no
+            # window that would hold the rest of the Target (seen with openWB's
+            # phases_to_use 3 at its start, on a charger in auto charging on three phases)
+            return
         if status.phases_in_use == charges_on:
             charges_on = None  # the car draws on as many phases either way: no sign
         self._switch = SwitchWatch(psm, now + window, bool(status.charging), status.force_state,

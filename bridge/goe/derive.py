@@ -121,7 +121,9 @@ class SessionEnergy:
             if self.baseline is None and self._restored is not None:
                 self._take_restored(total, charger_wh)
             if self.baseline is None or total < self.baseline:
-                before = charger_wh if charger_wh is not None and 0 <= charger_wh <= total else 0
+                # `eto` is whole Wh on some firmware, `wh` is not: within 1 Wh it is this session
+                fits = charger_wh is not None and 0 <= charger_wh <= total + 1
+                before = min(charger_wh, total) if fits and charger_wh is not None else 0
                 self.baseline = total - before
             self.last = round(total - self.baseline, 3)
         self.total = total if total is not None else self.total

@@ -131,14 +131,17 @@ class OpenWBController(Controller):
         self.unreachable = None
         self.publish_values()
 
-    def on_unavailable(self, reason: str) -> None:
+    def on_unavailable(self, reason: str, since: float | None = None) -> None:
         if self.map_state.error_since is None:
             self.map_state.error_since = round(self.wall_clock(), 3)
         if self.unreachable is None and self.status is not None:
-            # a charger that answered before: its last values stand for a while
-            self.map_state.outage_hold_until = self.clock() + mapping.OUTAGE_HOLD_S
+            # a charger that answered before: its last values stand for a while, counted
+            # from the first failed read as openWB's own secondary counts
+            now = self.clock()
+            until = (now if since is None else min(since, now)) + mapping.OUTAGE_HOLD_S
+            self.map_state.outage_hold_until = until
             asyncio.get_running_loop().call_later(
-                mapping.OUTAGE_HOLD_S + 0.1, self._outage_hold_over
+                max(0.0, until - now) + 0.1, self._outage_hold_over
             )
         self.unreachable = reason
         self.publish_values()

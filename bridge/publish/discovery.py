@@ -389,7 +389,6 @@ def charger_config(
     status: ChargerStatus | None,
     *,
     controllable: bool,
-    max_current_a: int,
     capable: frozenset[str] | None = None,
     announced: Mapping[str, str] | None = None,
     control_source: str = "mqtt",
@@ -471,12 +470,12 @@ def charger_config(
             command_topic=topics.set("allow_charging"), qos=1,
             payload_on="true", payload_off="false", state_on="true", state_off="false",
             value_template=UNKNOWN_TEMPLATE)  # fmt: skip
-        # The state can be anything the charger itself allows (set in the go-e app: up to its
-        # `ama`, at most 32 A): Home Assistant logs an error for a state outside min..max. A
-        # command above limits.max_current_a is refused with the reason on `result`.
-        top = status.max_current_a if status.max_current_a else MAX_CURRENT_A
+        # The state can be anything the charger itself takes (set in the go-e app): `amp` is
+        # 6..32 whatever `ama` says (amp 20 beside ama 16 in syssi's 56.2/56.9 captures), and
+        # Home Assistant logs an error for a state outside min..max. A command above
+        # limits.max_current_a is refused with the reason on `result`.
         add("current_limit_a", "number", "Charging current",
-            command_topic=topics.set("current_limit_a"), min=6, max=max(top, max_current_a),
+            command_topic=topics.set("current_limit_a"), min=6, max=MAX_CURRENT_A,
             step=1, mode="slider", unit_of_measurement="A", device_class="current", qos=1,
             value_template=UNKNOWN_TEMPLATE)  # fmt: skip
         if phase_options is None and status.api_version is ApiVersion.V2:

@@ -329,3 +329,20 @@ def test_simulate_takes_a_firmware_profile() -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`goe-bridge check-config | head -1`: the pipe closes long before the output ends
+    (a fleet's normalized config is larger than a pipe's buffer)."""
+    chargers = "".join(
+        f"  - {{id: c{i}, connection: {{type: http, host: 192.0.2.{i % 250 + 1}}}}}\n"
+        for i in range(400)
+    )
+    cfg = tmp_path / "fleet.yaml"
+    cfg.write_text(f"brokers: {{home: {{host: localhost}}}}\nchargers:\n{chargers}")
+    cfg.chmod(0o600)
+    cmd = " ".join([*goe_bridge(), "check-config", "-c", str(cfg)]) + " | head -1"
+    result = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, check=False,
+                            cwd=ROOT)  # fmt: skip
+    assert result.stdout.strip() == "{"
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr

@@ -125,7 +125,7 @@ async def test_an_unreachable_go_e_is_no_unplug_and_shows_no_frozen_values(
     warning, no cut to the minimum current for a short drop), then no charging, no frozen
     measurements, the fault; never an unplug edge, never a counter reset. In-process, with
     the 60 s hold shortened (mapping.OUTAGE_HOLD_S)."""
-    monkeypatch.setattr(mapping, "OUTAGE_HOLD_S", 4.0)
+    monkeypatch.setattr(mapping, "OUTAGE_HOLD_S", 8.0)
     async with simulator() as (sim, fe):
         cfg = make_config(mosquitto, base_topic, [http_charger(
             "c", fe.port, source="openwb-secondary", poll=0.3)])  # fmt: skip

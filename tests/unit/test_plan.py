@@ -308,3 +308,39 @@ async def test_a_new_target_or_the_new_phases_end_the_switch_hold() -> None:
     r.set_target(Target(False, phases="auto"))  # a stop during the switch: at once
     await r.step()
     assert transport.writes[-1] == {"frc": 1}
+
+
+async def test_phases_the_car_already_charges_on_hold_nothing() -> None:
+    """openWB's phases_to_use 3 at its start, on a charger in auto that already charges on
+    three phases: `psm` is written, but there is no switch to wait for, so the rest of the
+    Target goes out at once (it was held for the whole window, seen with openWB 2.2.2)."""
+    from collections.abc import Mapping
+
+    from bridge.control.reconciler import Reconciler
+    from bridge.goe.model import WireValue
+    from bridge.goe.transports.base import Transport
+
+    class Recording(Transport):
+        def __init__(self) -> None:
+            self.writes: list[dict[str, WireValue]] = []
+
+        async def read_status(self) -> ChargerStatus:
+            raise AssertionError("not used")
+
+        async def write(self, changes: Mapping[str, WireValue]) -> None:
+            self.writes.append(dict(changes))
+
+    now = [100.0]
+    transport = Recording()
+    r = Reconciler(transport, name="t", limit_a=16, min_command_interval_s=0,
+                   phase_switch_min_interval_s=0, clock=lambda: now[0])  # fmt: skip
+    auto = ChargerStatus(ApiVersion.V2, car=2, plugged=True, charging=True,
+                         force_state="neutral", current_limit_a=16, phases="auto",
+                         phases_in_use=3, firmware="56.9")  # fmt: skip
+    r.on_status(auto)
+    r.set_target(Target(True, 16, phases=3))
+    await r.step()
+    assert transport.writes == [{"psm": 2}]
+    now[0] += 1
+    await r.step()
+    assert transport.writes[-1] == {"frc": 2}  # not held for a switch that does not come

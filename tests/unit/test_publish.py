@@ -84,7 +84,7 @@ def test_control_topics() -> None:
 def test_discovery_payload_structure() -> None:
     status = codec_v2.decode({**load_fixture("v2-status-full-idle.json"), "sse": "072246"})
     topic, payload = discovery.charger_config(
-        "homeassistant", Topics("goe", "garage"), status, controllable=True, max_current_a=16
+        "homeassistant", Topics("goe", "garage"), status, controllable=True
     )
     assert topic == "homeassistant/device/goe_bridge_garage/config"
     config = json.loads(payload)
@@ -112,7 +112,7 @@ def test_discovery_payload_structure() -> None:
     assert cmps["goe_bridge_garage_availability"]["state_topic"] == "goe/garage/availability"
     number = cmps["goe_bridge_garage_current_limit_a"]
     assert (number["p"], number["min"], number["max"], number["command_topic"]) == (
-        "number", 6, 16, "goe/garage/current_limit_a/set",
+        "number", 6, 32, "goe/garage/current_limit_a/set",
     )  # fmt: skip
     assert cmps["goe_bridge_garage_allow_charging"]["p"] == "switch"
     assert cmps["goe_bridge_garage_phases"]["options"] == ["auto", "1", "3"]
@@ -124,9 +124,7 @@ def test_discovery_payload_structure() -> None:
 
 def test_discovery_read_only_has_no_controls() -> None:
     status = ChargerStatus(ApiVersion.V1, power_w=0.0)
-    _, payload = discovery.charger_config(
-        "ha", Topics("goe", "g"), status, controllable=False, max_current_a=16
-    )
+    _, payload = discovery.charger_config("ha", Topics("goe", "g"), status, controllable=False)
     cmps = json.loads(payload)["cmps"]
     assert not [c for c in cmps.values() if c["p"] in ("switch", "number", "select")]
 
@@ -183,7 +181,7 @@ def test_the_exact_discovery_document(fixture: str, decode: Any, golden: str) ->
     (tests/fixtures/discovery-*.json; regenerate them on purpose when the entities change)."""
     status = decode(load_fixture(fixture))
     _, payload = discovery.charger_config(
-        "homeassistant", Topics("goe", "garage"), status, controllable=True, max_current_a=16,
+        "homeassistant", Topics("goe", "garage"), status, controllable=True,
         capable=discovery.capabilities(frozenset(), status),
     )  # fmt: skip
     doc = json.loads(payload)

@@ -8,7 +8,6 @@ import contextlib
 import itertools
 import json
 import os
-import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -413,9 +412,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_ERROR
         except ChargerError as exc:
-            # aiohttp names the TLS context it would have used ("ssl:default") even for http
-            reason = re.sub(r" ssl:\S+", "", str(exc))
-            print(f"error: {args.url or args.cloud or args.mqtt}: {reason}", file=sys.stderr)
+            print(f"error: {args.url or args.cloud or args.mqtt}: {exc}", file=sys.stderr)
             return EXIT_ERROR
         finally:
             if transport is not None:

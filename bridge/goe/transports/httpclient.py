@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Iterator, Mapping
 
 import aiohttp
 from yarl import URL
 
 from ..model import ChargerUnavailable
+
+_SSL_NOTE = re.compile(r" ssl:\S+")
 
 
 class HttpClient:
@@ -81,6 +84,9 @@ class HttpClient:
             ) from None
         except aiohttp.ClientError as exc:
             text = type(exc).__name__ if self.hide_error_text else str(exc) or type(exc).__name__
+            # aiohttp names the TLS context it would have used even for http:// ("Cannot
+            # connect to host 192.168.178.50:80 ssl:default [Connection refused]")
+            text = _SSL_NOTE.sub("", text)
             raise ChargerUnavailable(f"{self.label} {path}: {text}") from None
 
     async def close(self) -> None:

@@ -48,16 +48,14 @@ from ..backoff import Backoff
 from ..config import BrokerConfig
 from ..jsontext import MAX_PAYLOAD_BYTES
 from .client import Client, tls_context
-from .filters import Filters
 from .inbox import Inbox
 from .messages import Incoming, Outgoing
 from .outbox import Outbox, ReplaySource
+from .subscriptions import Handler, Subscriptions
 
 __all__ = ["BrokerLink", "Handler", "SessionTakenOver"]
 
 log = logs.get("goe_bridge.mqtt")
-
-Handler = Callable[[str, bytes, bool], None]
 
 # Status updates go out as bursts of small messages; with Nagle's algorithm the second and
 # later ones wait for the broker's delayed ACK (~40 ms). Measured by bench/status_latency.py.
@@ -113,12 +111,8 @@ class BrokerLink:
         # Stable across restarts (derived from the config by the caller): the persistent
         # session, and the commands queued in it, belong to this id.
         self.client_id = cfg.client_id or client_id or f"goe-bridge-{socket.gethostname()}-{name}"
-        self._subscriptions: dict[str, list[Handler]] = {}
-        self._filters = Filters()  # the keys of _subscriptions, indexed
-        self._commands: set[str] = set()  # patterns subscribed with command=True
-        # patterns whose unread messages are coalesced: all topics, or those a rule picks
-        self._latest: dict[str, Callable[[str], bool] | None] = {}
-        self._inbox = Inbox(self._is_latest_only)
+        self._subscriptions = Subscriptions()
+        self._inbox = Inbox(self._subscriptions.latest_only)
         self._inbox_ready = asyncio.Event()
         # packet identifiers of the command deliveries handled, oldest first (see MID_MEMORY)
         self._handled_mids: collections.OrderedDict[int, str] = collections.OrderedDict()
@@ -170,28 +164,14 @@ class BrokerLink:
         unread message per topic is kept (a set point), for every topic of the pattern or
         those the given rule picks (a `<base>/<id>/+` filter carries set points and JSON
         commands with partial updates, which must all be read)."""
-        new = pattern not in self._subscriptions
-        self._subscriptions.setdefault(pattern, []).append(handler)
-        self._filters.add(pattern)
-        if command:
-            self._commands.add(pattern)
-        if latest_only:
-            self._latest[pattern] = None if latest_only is True else latest_only
+        new = self._subscriptions.add(pattern, handler, command=command, latest_only=latest_only)
         if new and self._client is not None and self.connected.is_set():
             self._spawn(self._subscribe_now(pattern), "subscribe")
 
     def unsubscribe(self, pattern: str, handler: Handler) -> None:
         """Take back one `subscribe`; the broker's subscription goes with the last handler."""
-        handlers = self._subscriptions.get(pattern)
-        if handlers is None or handler not in handlers:
+        if not self._subscriptions.remove(pattern, handler):
             return
-        handlers.remove(handler)
-        if handlers:
-            return
-        del self._subscriptions[pattern]
-        self._filters.remove(pattern)
-        self._commands.discard(pattern)
-        self._latest.pop(pattern, None)
         client = self._client
         if client is not None and self.connected.is_set():
             self._spawn(self._unsubscribe_now(client, pattern), "unsubscribe")
@@ -485,34 +465,12 @@ class BrokerLink:
                     raise result
             raise aiomqtt.MqttError("message stream ended")
 
-    def _is_latest_only(self, topic: str) -> bool:
-        for pattern in self._filters.match(topic):
-            if pattern in self._latest:
-                rule = self._latest[pattern]
-                if rule is None or rule(topic):
-                    return True
-        return False
-
     def _subscription(
         self, pattern: str, client: Client
     ) -> tuple[str, int] | tuple[str, SubscribeOptions] | None:
-        command = pattern in self._commands
-        if not self.mqtt5:
-            if command and client.session_present:
-                return None  # the broker kept it; subscribing again would replay retained ones
-            return (pattern, 1)
-        # Commands: retained messages only for a subscription the session does not have yet
-        # (retain handling 1), the retain flag as the publisher set it (retain as published:
-        # a command published retained is cleared once handled, a live one is not), and not
-        # the bridge's own messages (no local). MQTT 5 §3.8.3.1. State topics always get
-        # their retained messages, flagged as coming from the store.
-        options = SubscribeOptions(
-            qos=1,
-            noLocal=command,
-            retainAsPublished=command,
-            retainHandling=1 if command else 0,
+        return self._subscriptions.entry(
+            pattern, mqtt5=self.mqtt5, session_present=client.session_present
         )
-        return (pattern, options)
 
     async def _subscribe_now(self, pattern: str) -> None:
         client = self._client
@@ -531,7 +489,7 @@ class BrokerLink:
         """Every subscription after a connect, up to SUBSCRIBE_BATCH filters per SUBSCRIBE
         packet: a fleet has a few per charger, and one round trip each made a 500-charger
         start wait for 1,500 SUBACKs (bench/floor.py start-up profile)."""
-        entries = [e for p in list(self._subscriptions) if (e := self._subscription(p, client))]
+        entries = [e for p in self._subscriptions if (e := self._subscription(p, client))]
         for i in range(0, len(entries), SUBSCRIBE_BATCH):
             await client.subscribe(entries[i : i + SUBSCRIBE_BATCH])  # type: ignore[arg-type]
             raise_if_cancelling()
@@ -559,8 +517,8 @@ class BrokerLink:
 
     def _dispatch(self, message: Incoming) -> None:
         topic = message.topic
-        patterns = self._filters.match(topic)
-        if message.mid and any(p in self._commands for p in patterns):
+        patterns = self._subscriptions.match(topic)
+        if message.mid and self._subscriptions.is_command(patterns):
             if message.dup and self._handled_mids.get(message.mid) == topic:
                 # A QoS 1 delivery this process handled, sent again: its PUBACK was lost in
                 # a disconnect, or the broker restarted from a database saved while it was
@@ -579,7 +537,7 @@ class BrokerLink:
             # before was acknowledged
             self._handled_mids.pop(message.mid, None)
         for pattern in patterns:
-            for handler in list(self._subscriptions[pattern]):
+            for handler in self._subscriptions.handlers(pattern):
                 try:
                     handler(topic, message.payload, message.retain)
                 except Exception:

@@ -345,3 +345,20 @@ class Lenient:
         except CodecError as exc:
             self.dropped.append(str(exc))
             return None
+
+
+def begin(
+    payload: Mapping[str, Any], api: ApiVersion
+) -> tuple[dict[str, Any], Lenient, Any]:
+    """What both APIs' decoders start with: the payload checked, the core values read
+    strictly (a broken `car` or `nrg` fails the poll), the meter fault, `alw`; returns the
+    fields so far, the lenient reader for the rest, and the decoded `nrg`."""
+    if not isinstance(payload, Mapping):
+        raise CodecError(f"status: expected a JSON object, got {type(payload).__name__}")
+    fields: dict[str, Any] = {}
+    soft = Lenient()  # one odd value costs that value, not the poll
+    fields.update(car_fields(as_int(payload, "car")))
+    nrg = decode_nrg(payload, api)
+    fields["meter_fault"] = meter_fault(fields.get("car"), nrg)
+    fields["allow_charging"] = soft.get(as_bool, payload, "alw")
+    return fields, soft, nrg

@@ -52,17 +52,7 @@ def reads_static(key: str) -> bool:
 
 
 def decode(payload: Mapping[str, Any]) -> ChargerStatus:
-    if not isinstance(payload, Mapping):
-        raise CodecError(f"status: expected a JSON object, got {type(payload).__name__}")
-    fields: dict[str, Any] = {}
-    soft = c.Lenient()  # one odd value costs that value, not the poll
-
-    # core values: strict, a broken one fails the poll
-    fields.update(c.car_fields(c.as_int(payload, "car")))
-    nrg = c.decode_nrg(payload, ApiVersion.V2)
-    fields["meter_fault"] = c.meter_fault(fields.get("car"), nrg)
-
-    fields["allow_charging"] = soft.get(c.as_bool, payload, "alw")
+    fields, soft, nrg = c.begin(payload, ApiVersion.V2)
     frc = soft.get(c.as_int, payload, "frc")
     if frc is not None:
         fields["force_state"] = FORCE_STATES.get(frc, f"unknown_{frc}")

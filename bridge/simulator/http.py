@@ -112,18 +112,28 @@ async def api_set(request: web.Request) -> web.StreamResponse:
     charger = request.app[CHARGER_KEY]
     if charger.api != Api.V2:
         return web.Response(status=404, text=NOT_FOUND)
-    fault = charger.take_fault()
-    if fault is not None:
-        if fault.kind in ("api_lock", "hang"):
-            return await _locked(fault.kind)
-        if fault.kind == "timeout":
-            await asyncio.sleep(fault.delay_s or 3600)
-        elif fault.kind == "http500":
-            return web.Response(status=500, text="internal error")
-        elif fault.kind == "slow":
-            await asyncio.sleep(fault.delay_s)
+    failed = await _write_fault(charger)
+    if failed is not None:
+        return failed
     status, answer = charger.set_v2(dict(request.query))
     return _json(answer, status)
+
+
+async def _write_fault(charger: SimCharger) -> web.StreamResponse | None:
+    """A fault injected for the next request, as a write meets it: an answer in its place,
+    or None when the write goes on (after a delay, for a slow or timed-out one)."""
+    fault = charger.take_fault()
+    if fault is None:
+        return None
+    if fault.kind in ("api_lock", "hang"):
+        return await _locked(fault.kind)
+    if fault.kind == "timeout":
+        await asyncio.sleep(fault.delay_s or 3600)
+    elif fault.kind == "http500":
+        return web.Response(status=500, text="internal error")
+    elif fault.kind == "slow":
+        await asyncio.sleep(fault.delay_s)
+    return None
 
 
 def _v1_enabled(charger: SimCharger) -> bool:
@@ -142,14 +152,9 @@ async def v1_mqtt(request: web.Request) -> web.StreamResponse:
     charger = request.app[CHARGER_KEY]
     if not _v1_enabled(charger):
         return web.Response(status=404, text=NOT_FOUND)
-    fault = charger.take_fault()
-    if fault is not None:
-        if fault.kind in ("api_lock", "hang"):
-            return await _locked(fault.kind)
-        if fault.kind == "timeout":
-            await asyncio.sleep(fault.delay_s or 3600)
-        elif fault.kind == "http500":
-            return web.Response(status=500, text="internal error")
+    failed = await _write_fault(charger)
+    if failed is not None:
+        return failed
     # The raw query, not decoded: the charger's own HTTP server is no friendlier than what
     # the proven clients (evcc, openWB 1.9) rely on, so `payload=amx%3D16` is not `amx=16`.
     raw = request.rel_url.raw_query_string

@@ -347,9 +347,7 @@ class Lenient:
             return None
 
 
-def begin(
-    payload: Mapping[str, Any], api: ApiVersion
-) -> tuple[dict[str, Any], Lenient, Any]:
+def begin(payload: Mapping[str, Any], api: ApiVersion) -> tuple[dict[str, Any], Lenient, Any]:
     """What both APIs' decoders start with: the payload checked, the core values read
     strictly (a broken `car` or `nrg` fails the poll), the meter fault, `alw`; returns the
     fields so far, the lenient reader for the rest, and the decoded `nrg`."""

@@ -314,17 +314,22 @@ async def test_openwb_19(mosquitto: Any, sim: SimCharger, base_topic: str, tmp_p
             seen: dict[str, str] = {}
 
             async def mqttsub(seconds: float) -> None:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(seconds):
-                        async for m in openwb.messages:
-                            text = (
-                                m.payload.decode()
-                                if isinstance(m.payload, bytes)
-                                else str(m.payload)
-                            )
-                            if text:
-                                seen[m.topic.value.rsplit("/", 1)[1]] = text
-                                await openwb.publish(m.topic.value, "", retain=True)
+                # Only the wait for a message runs under the timeout, never the publish:
+                # aiomqtt's publish awaits through asyncio.wait_for, which on Python 3.11 can
+                # swallow the timeout's cancellation (CPython gh-86296), and the loop then
+                # read on until the test's own timeout.
+                end = asyncio.get_running_loop().time() + seconds
+                messages = openwb.messages
+                while True:
+                    try:
+                        async with asyncio.timeout_at(end):
+                            m = await anext(messages)
+                    except TimeoutError:
+                        return
+                    text = m.payload.decode() if isinstance(m.payload, bytes) else str(m.payload)
+                    if text:
+                        seen[m.topic.value.rsplit("/", 1)[1]] = text
+                        await openwb.publish(m.topic.value, "", retain=True)
 
             await mqttsub(6)  # longer than the failsafe timeout: the clears keep it alive
             assert seen["plugStat"] == "1" and seen["chargeStat"] == "1"

@@ -32,6 +32,7 @@ def number(text: str) -> float:
     return float(text) if text else -1.0
 
 
+@pytest.mark.slow(12)
 async def test_session_energy_goes_on_through_a_phase_switch(
     mosquitto: Any, base_topic: str
 ) -> None:

@@ -105,6 +105,7 @@ async def retained(broker: Any, topic: str) -> str | None:
 # ----------------------------------------------------------------------------- secondary
 
 
+@pytest.mark.slow(11)
 async def test_secondary_scenarios(
     mosquitto: Any, sim: SimCharger, base_topic: str, tmp_path: Path
 ) -> None:
@@ -300,6 +301,7 @@ async def test_mqtt_chargepoint_legacy_topics(
 # ----------------------------------------------------------------------------- openWB 1.9
 
 
+@pytest.mark.slow(10)
 async def test_openwb_19(mosquitto: Any, sim: SimCharger, base_topic: str, tmp_path: Path) -> None:
     cfg = bridge_config(tmp_path / "c.yaml", mosquitto, mosquitto, sim.port, base_topic,  # type: ignore[attr-defined]
                         {"source": "openwb-1.9", "lp": 2, "failsafe": {"timeout_s": 3}})  # fmt: skip

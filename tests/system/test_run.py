@@ -173,6 +173,7 @@ async def test_demo_runs_and_stops_on_sigterm() -> None:
             proc.kill()
 
 
+@pytest.mark.slow(12)
 def test_the_demo_tells_its_story_in_30_s_and_ends_cleanly_on_ctrl_c() -> None:
     from bridge import demo
 

@@ -32,7 +32,7 @@ def run(
                           timeout=timeout, check=False)  # fmt: skip
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # one build per worker: the "pip" group shares it
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     result = run(sys.executable, "-m", "build", "--outdir", out, ROOT)
@@ -40,7 +40,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.xdist_group("dist")  # one build for both (the module's `dist`)
+@pytest.mark.xdist_group("pip")  # pip builds and installs: CPU-bound, one at a time
 def test_sdist_and_wheel_pass_twine_check(dist: Path) -> None:
     wheels, sdists = list(dist.glob("*.whl")), list(dist.glob("*.tar.gz"))
     assert len(wheels) == 1 and len(sdists) == 1
@@ -57,7 +57,7 @@ def test_sdist_and_wheel_pass_twine_check(dist: Path) -> None:
         assert any(m.endswith(wanted) for m in members), wanted
 
 
-@pytest.mark.xdist_group("dist")  # one build for both (the module's `dist`)
+@pytest.mark.xdist_group("pip")  # pip builds and installs: CPU-bound, one at a time
 @pytest.mark.slow(30)
 def test_the_wheel_installs_and_runs_in_a_clean_venv(dist: Path, tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
@@ -89,6 +89,7 @@ def test_a_broken_workflow_is_caught(tmp_path: Path) -> None:
     assert schema.returncode != 0
 
 
+@pytest.mark.xdist_group("pip")  # pip builds and installs: CPU-bound, one at a time
 @pytest.mark.slow(45)
 def test_the_first_dev_demo_installs_only_what_the_demo_needs(tmp_path: Path) -> None:
     """A lone clone: `./dev demo` makes .venv with the demo extra, not the test toolchain."""

@@ -138,6 +138,7 @@ def test_dockerfile_shape() -> None:
 
 
 @pytest.mark.xdist_group("pip")  # pip builds and installs: CPU-bound, one at a time
+@pytest.mark.timeout(600)  # on a loaded machine pip alone can take minutes
 @pytest.mark.slow(20)
 async def test_dockerfile_install_cmd_and_healthcheck_in_a_venv(
     mosquitto: Any, tmp_path: Path
@@ -211,6 +212,7 @@ def _mode(path: Path) -> int:
 
 
 @pytest.mark.xdist_group("pip")  # pip builds and installs: CPU-bound, one at a time
+@pytest.mark.timeout(600)  # on a loaded machine pip alone can take minutes
 @pytest.mark.slow(50)
 def test_install_script_into_a_staging_folder_twice(tmp_path: Path) -> None:
     dest = tmp_path / "root"

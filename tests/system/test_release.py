@@ -41,6 +41,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.xdist_group("pip")  # pip builds and installs: CPU-bound, one at a time
+@pytest.mark.timeout(600)  # on a loaded machine pip alone can take minutes
 def test_sdist_and_wheel_pass_twine_check(dist: Path) -> None:
     wheels, sdists = list(dist.glob("*.whl")), list(dist.glob("*.tar.gz"))
     assert len(wheels) == 1 and len(sdists) == 1
@@ -58,6 +59,7 @@ def test_sdist_and_wheel_pass_twine_check(dist: Path) -> None:
 
 
 @pytest.mark.xdist_group("pip")  # pip builds and installs: CPU-bound, one at a time
+@pytest.mark.timeout(600)  # on a loaded machine pip alone can take minutes
 @pytest.mark.slow(30)
 def test_the_wheel_installs_and_runs_in_a_clean_venv(dist: Path, tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
@@ -90,6 +92,7 @@ def test_a_broken_workflow_is_caught(tmp_path: Path) -> None:
 
 
 @pytest.mark.xdist_group("pip")  # pip builds and installs: CPU-bound, one at a time
+@pytest.mark.timeout(600)  # on a loaded machine pip alone can take minutes
 @pytest.mark.slow(45)
 def test_the_first_dev_demo_installs_only_what_the_demo_needs(tmp_path: Path) -> None:
     """A lone clone: `./dev demo` makes .venv with the demo extra, not the test toolchain."""

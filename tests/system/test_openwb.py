@@ -16,11 +16,13 @@ from typing import Any
 
 import aiomqtt
 import pytest
+import structlog.testing
 import yaml
 
 from bridge.goe.model import ApiVersion
 from bridge.simulator.charger import Car, SimCharger
 from bridge.simulator.http import HttpFrontend
+from tests.bridge_helpers import http_charger, make_config, running_bridge
 from tests.mqtt_helpers import Probe, run_mosquitto, until
 from tests.openwb_standins import (
     REQUIRED_MQTT,
@@ -207,26 +209,26 @@ async def test_secondary_restart_resumes_without_replaying(
     ],
 )
 async def test_secondary_malformed_payloads_change_nothing(
-    mosquitto: Any, sim: SimCharger, base_topic: str, tmp_path: Path, topic: str, payload: str
+    mosquitto: Any, sim: SimCharger, base_topic: str, topic: str, payload: str
 ) -> None:
-    cfg = bridge_config(tmp_path / "c.yaml", mosquitto, mosquitto, sim.port, base_topic,  # type: ignore[attr-defined]
-                        {"source": "openwb-secondary", "duo_num": 0})  # fmt: skip
+    """In-process (nine cases; the process is not the subject): the rejection is read from
+    the controller's count and its log event, and "nothing written" from its Target, which a
+    rejected payload leaves as it was."""
+    charger = http_charger("wb", sim.port, poll=0.3, source="openwb-secondary", duo_num=0,  # type: ignore[attr-defined]
+                           phase_switch_min_interval_s=0)  # fmt: skip
     primary = Primary(mosquitto.host, mosquitto.port)
-    with bridge_process(cfg):
-        await until(lambda: any(e.get("event") == "bridge.ready" for e in logged(cfg)), timeout=20)
+    async with running_bridge(make_config(mosquitto, base_topic, [charger])) as bridge:
+        controller = bridge.chargers["wb"].controller
         await primary.cycle(10.0)
         await until(lambda: sim.amp == 10 and sim.frc == 2)
-        count = len(sim.writes)
-        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as c:
-            await c.publish(topic, payload, retain=True)
-        await until(
-            lambda: any(e.get("event") == "openwb.rejected" for e in logged(cfg)),
-            what="rejection logged",
-        )
-        await asyncio.sleep(0.5)
-        assert len(sim.writes) == count
+        count, target = len(sim.writes), controller.target
+        with structlog.testing.capture_logs() as events:
+            async with aiomqtt.Client(mosquitto.host, mosquitto.port) as c:
+                await c.publish(topic, payload, retain=True)
+            await until(lambda: controller.rejected == 1, what="rejection counted")
+        assert controller.target == target and len(sim.writes) == count
         assert await retained(mosquitto, topic) is None  # cleared, as openWB does
-    rejected = [e for e in logged(cfg) if e.get("event") == "openwb.rejected"]
+    rejected = [e for e in events if e.get("event") == "openwb.rejected"]
     assert rejected[0]["topic"] == topic and rejected[0]["reason"]
 
 

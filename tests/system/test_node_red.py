@@ -180,6 +180,7 @@ def test_the_flow_names_the_charger_in_one_place() -> None:
 
 
 @pytest.mark.xdist_group("peers")  # the real peers take turns: each is a CPU-heavy Node.js
+@pytest.mark.timeout(300)  # Node-RED starting on a loaded machine is no hang
 async def test_the_shipped_flow_in_real_node_red(
     node_red: NodeRed, mosquitto: Any, tmp_path: Path, base_topic: str
 ) -> None:

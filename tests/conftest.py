@@ -30,6 +30,18 @@ def load_fixture(name: str) -> Any:
     return json.loads(fixture_path(name).read_text("utf-8"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long tests first, longest first: with several workers (`./dev test` runs
+    pytest-xdist with `--dist loadgroup`, which hands out one test at a time) the run ends
+    when its last test does, and a long test started last would run alone at the end."""
+
+    def expected_s(item: pytest.Item) -> float:
+        mark = item.get_closest_marker("slow")
+        return float(mark.args[0]) if mark is not None and mark.args else 0.0
+
+    items.sort(key=expected_s, reverse=True)  # stable: the rest keep their order
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.mqtt.embedded import find_mosquitto, free_port
 
@@ -112,10 +113,14 @@ class Probe:
 
     def __init__(
         self, host: str, port: int, *filters: str, username: str | None = None,
-        password: str | None = None,
+        password: str | None = None, retain_as_published: bool = False,
     ) -> None:  # fmt: skip
+        """`retain_as_published`: MQTT 5 with Retain As Published (§3.8.3.1), so a retained
+        message published while subscribed keeps its retain flag (the broker clears it
+        otherwise) and tells a retained publisher from one that publishes without."""
         self.host, self.port, self.filters = host, port, filters
         self.username, self.password = username, password
+        self.retain_as_published = retain_as_published
         self.messages: list[Seen] = []
         self._task: asyncio.Task[None] | None = None
         self._new = asyncio.Event()
@@ -139,10 +144,16 @@ class Probe:
                 async with aiomqtt.Client(
                     self.host, self.port, identifier=f"probe-{uuid.uuid4().hex[:8]}",
                     username=self.username, password=self.password,
+                    protocol=aiomqtt.ProtocolVersion.V5 if self.retain_as_published else None,
                 ) as client:  # fmt: skip
                     self.client = client
                     for f in self.filters:
-                        await client.subscribe(f, qos=1)
+                        if self.retain_as_published:
+                            await client.subscribe(
+                                f, options=SubscribeOptions(qos=1, retainAsPublished=True)
+                            )
+                        else:
+                            await client.subscribe(f, qos=1)
                     self._ready.set()
                     async for m in client.messages:
                         payload = (

@@ -72,7 +72,8 @@ SESSION_TAKEN_OVER = 142
 # CONNACK "unsupported protocol version": 1 in MQTT 3.1.1, 0x84 in MQTT 5.
 PROTOCOL_REFUSED = (1, 132)
 # Once the broker was reachable, it is tried again at least this often (a restarted broker
-# is back within seconds); before that the backoff grows to RETRY_CAP_S.
+# is back within seconds); before that the backoff grows to RETRY_CAP_S from RETRY_BASE_S.
+RETRY_BASE_S = 1.0
 RETRY_CAP_CONNECTED_S = 5.0
 RETRY_CAP_S = 30.0
 # The largest message the bridge reads: commands are at most MAX_PAYLOAD_BYTES; a Home
@@ -130,7 +131,7 @@ class BrokerLink:
         self._wakeup = asyncio.Event()
         self._client: Client | None = None
         self.connected = asyncio.Event()
-        self.backoff = Backoff(base_s=1.0, cap_s=RETRY_CAP_S)
+        self.backoff = Backoff(base_s=RETRY_BASE_S, cap_s=RETRY_CAP_S)
         # counters for /metrics and tests
         self.connects = 0
         self.published = 0

@@ -4,13 +4,16 @@ simulator)."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 from typing import Any
 
+import pytest
+
+from bridge.control import pv_input
 from bridge.goe.model import ApiVersion
 from bridge.publish.fields import bridge_info_topic
+from bridge.simulator import charger as sim_charger
 from bridge.simulator.charger import Car, SimCharger
 from bridge.simulator.http import HttpFrontend
 from tests.bridge_helpers import http_charger, make_config, running_bridge
@@ -29,6 +32,7 @@ def number(text: str) -> float:
     return float(text) if text else -1.0
 
 
+@pytest.mark.slow(12)
 async def test_session_energy_goes_on_through_a_phase_switch(
     mosquitto: Any, base_topic: str
 ) -> None:
@@ -134,19 +138,24 @@ async def _access_control_run(mosquitto: Any, base_topic: str, *, authorize: boo
 
 
 async def test_pv_input_feeds_the_chargers_own_pv_logic_and_stops_when_quiet(
-    mosquitto: Any, base_topic: str
+    monkeypatch: pytest.MonkeyPatch, mosquitto: Any, base_topic: str
 ) -> None:
     """`pv/set` → `ids` every ≤ 5 s ("needed all 5 seconds", apikeys-en.md) while the meter
     speaks; nothing once it is quiet, so the charger's PV logic sees no old surplus. go-e's
-    PV logic runs in Eco mode with PV surplus on (syssi README: lmo=4, fup=true)."""
+    PV logic runs in Eco mode with PV surplus on (syssi README: lmo=4, fup=true).
+
+    The re-send (4 s) and the charger's lapse of an old `ids` (10 s) at a quarter of their
+    pace: the order of events is the subject, not the seconds."""
+    monkeypatch.setattr(pv_input, "RESEND_S", pv_input.RESEND_S / 4)
+    monkeypatch.setattr(sim_charger, "IDS_LAPSE_S", sim_charger.IDS_LAPSE_S / 4)
     sim = SimCharger(api=ApiVersion.V2, alw_delay_s=0.05, fup=True, lmo=4)
     sim.plug(Car(max_current_a=16, energy_needed_wh=1e9))
     async with HttpFrontend(sim) as fe:
         charger = http_charger("c", fe.port, pv_input_timeout_s=5)
         cfg = make_config(mosquitto, base_topic, [charger])
         root = f"{base_topic}/c"
-        async with running_bridge(cfg), Probe(mosquitto.host, mosquitto.port,
-                                              f"{root}/#") as probe:  # fmt: skip
+        async with running_bridge(cfg) as bridge, Probe(mosquitto.host, mosquitto.port,
+                                                        f"{root}/#") as probe:  # fmt: skip
             await probe.wait_for(f"{root}/car_state", "waiting_for_car")
             assert not sim.is_charging()  # PV mode, no surplus known
             await probe.publish(f"{root}/pv/set", "oops")
@@ -161,9 +170,11 @@ async def test_pv_input_feeds_the_chargers_own_pv_logic_and_stops_when_quiet(
                         what="re-sent within 5 s")  # fmt: skip
             ids = [w.at for w in sim.writes if w.key == "ids"]
             assert all(b - a <= 5 for a, b in itertools.pairwise(ids))
-            # the meter goes quiet: the bridge stops within pv_input_timeout_s + one resend
-            await asyncio.sleep(10)
+            # the meter goes quiet: after pv_input_timeout_s the bridge drops the value and
+            # waits for a new one (nothing is sent again without one) ...
+            pv = bridge.chargers["c"].pv_input
+            await until(lambda: pv.value is None, timeout=30, what="the quiet meter noticed")
             count = sum(w.key == "ids" for w in sim.writes)
-            await asyncio.sleep(5)
+            # ... and the charger lets the last `ids` lapse: no surplus, no charging
+            await until(lambda: not sim.is_charging(), timeout=30, what="the surplus lapsed")
             assert sum(w.key == "ids" for w in sim.writes) == count
-            assert not sim.is_charging()  # go-e drops the surplus after 10 s

@@ -36,6 +36,7 @@ async def amqtt_broker() -> AsyncIterator[int]:
         await broker.shutdown()
 
 
+@pytest.mark.slow(11)
 async def test_a_3_1_1_only_broker_gets_3_1_1_with_a_persistent_session(amqtt_broker: int) -> None:
     out = io.StringIO()
     logs.setup("info", "json", stream=out)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +140,22 @@ async def wait_state(
     raise AssertionError(f"{state_id}: {what}; last: {last}")
 
 
+@contextlib.contextmanager
+def exclusive(root: Path) -> Iterator[None]:
+    """One run at a time per installation: a second js-controller on the same databases
+    (another checkout's suite using the same cache, say) stops the first or fails to start."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with (root.parent / f"{root.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 async def run(root: Path) -> None:
+    with exclusive(root):
+        await run_alone(root)
+
+
+async def run_alone(root: Path) -> None:
     io = IoBroker(root)
     await asyncio.to_thread(io.install)
     work = Path(tempfile.mkdtemp(prefix="goe-iobroker-"))
@@ -196,7 +214,11 @@ async def checks(io: IoBroker, sim: SimCharger, broker: Any) -> None:
                                "read": True, "write": True}}  # fmt: skip
     await asyncio.to_thread(io.cli, "object", "set", set_id, json.dumps(state_object))
     sim.plug(Car(max_current_a=16, phases=3, energy_needed_wh=40_000))
-    async with Probe(broker.host, broker.port, f"goe/{CHARGER}/#") as probe:
+    # Retain As Published: the bridge's own messages (retained, and repeated: availability
+    # every minute) keep their flag, so anything unretained on its topics is the adapter's
+    async with Probe(
+        broker.host, broker.port, f"goe/{CHARGER}/#", retain_as_published=True
+    ) as probe:
         await asyncio.to_thread(io.cli, "state", "set", set_id, "10")
         await until(lambda: sim.amp == 10, timeout=30, what="10 A at the charger")
         say("ok: setting mqtt.0.goe.garage.current_limit_a.set to 10 reached the charger")

@@ -13,8 +13,10 @@ import random
 from typing import Any
 
 import aiomqtt
+import pytest
 
 from bridge.goe.model import ApiVersion
+from bridge.mqtt import link as mqtt_link
 from bridge.service import Bridge
 from bridge.simulator.charger import Car, SimCharger
 from bridge.simulator.http import HttpFrontend
@@ -44,7 +46,13 @@ async def command(probe: Probe, root: str, payload: dict[str, Any]) -> None:
     await probe.publish(f"{root}/set", json.dumps(payload))
 
 
-async def test_fault_matrix_while_charging(base_topic: str) -> None:
+@pytest.mark.slow(40)
+async def test_fault_matrix_while_charging(
+    monkeypatch: pytest.MonkeyPatch, base_topic: str
+) -> None:
+    # the reconnect backoff at a quarter of its pace: 20 restarts are the subject, not the
+    # wait before each reconnect
+    monkeypatch.setattr(mqtt_link, "RETRY_BASE_S", mqtt_link.RETRY_BASE_S / 4)
     rng = random.Random(20261121)
     sim = SimCharger(api=ApiVersion.V2, alw_delay_s=0.05)
     sim.plug(Car(max_current_a=32, energy_needed_wh=1e9))

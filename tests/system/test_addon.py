@@ -238,6 +238,9 @@ async def test_addon_run_without_a_broker_says_what_to_install(tmp_path: Path) -
     assert "Service not enabled" in result.stderr and "Mosquitto broker add-on" in result.stderr
 
 
+@pytest.mark.xdist_group("pip")  # pip builds and installs: CPU-bound, one at a time
+@pytest.mark.timeout(600)  # on a loaded machine pip alone can take minutes
+@pytest.mark.slow(30)
 def test_the_local_add_on_folder_is_the_sdist_unpacked(tmp_path: Path) -> None:
     out = tmp_path / "addons" / "goe-bridge"
     result = subprocess.run(

@@ -196,6 +196,7 @@ def test_probe_cloud_v2_and_v1(tmp_path: Path) -> None:
             proc.wait(10)
 
 
+@pytest.mark.slow(15)
 def test_probe_mqtt_finds_the_simulated_charger(mosquitto: object) -> None:
     broker = f"{mosquitto.host}:{mosquitto.port}"  # type: ignore[attr-defined]
     proc = subprocess.Popen(

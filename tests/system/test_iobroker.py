@@ -13,5 +13,7 @@ from tests.peers import iobroker
 
 @pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed: no ioBroker")
 @pytest.mark.timeout(1500)
+@pytest.mark.slow(60)
+@pytest.mark.xdist_group("peers")  # the real peers take turns: each is a CPU-heavy Node.js
 def test_the_iobroker_guide_against_the_real_adapter() -> None:
     assert iobroker.main([]) == 0

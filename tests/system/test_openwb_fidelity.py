@@ -118,6 +118,7 @@ async def test_openwbs_module_start_does_not_fake_a_plugged_car(
                 assert values.get("plug_state") is False, values
 
 
+@pytest.mark.slow(11)
 async def test_an_unreachable_go_e_is_no_unplug_and_shows_no_frozen_values(
     mosquitto: Any, base_topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

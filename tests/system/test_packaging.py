@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from bridge.goe.model import FIELD_NAMES, ApiVersion
@@ -136,6 +137,9 @@ def test_dockerfile_shape() -> None:
     assert "pip uninstall --yes pip setuptools wheel" in final
 
 
+@pytest.mark.xdist_group("pip")  # pip builds and installs: CPU-bound, one at a time
+@pytest.mark.timeout(600)  # on a loaded machine pip alone can take minutes
+@pytest.mark.slow(20)
 async def test_dockerfile_install_cmd_and_healthcheck_in_a_venv(
     mosquitto: Any, tmp_path: Path
 ) -> None:
@@ -207,6 +211,9 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.mark.xdist_group("pip")  # pip builds and installs: CPU-bound, one at a time
+@pytest.mark.timeout(600)  # on a loaded machine pip alone can take minutes
+@pytest.mark.slow(50)
 def test_install_script_into_a_staging_folder_twice(tmp_path: Path) -> None:
     dest = tmp_path / "root"
     env = {**os.environ, "DESTDIR": str(dest), "PYTHON": sys.executable}

@@ -32,7 +32,7 @@ def run(
                           timeout=timeout, check=False)  # fmt: skip
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # one build per worker: the "pip" group shares it
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     result = run(sys.executable, "-m", "build", "--outdir", out, ROOT)
@@ -40,6 +40,8 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.xdist_group("pip")  # pip builds and installs: CPU-bound, one at a time
+@pytest.mark.timeout(600)  # on a loaded machine pip alone can take minutes
 def test_sdist_and_wheel_pass_twine_check(dist: Path) -> None:
     wheels, sdists = list(dist.glob("*.whl")), list(dist.glob("*.tar.gz"))
     assert len(wheels) == 1 and len(sdists) == 1
@@ -56,6 +58,9 @@ def test_sdist_and_wheel_pass_twine_check(dist: Path) -> None:
         assert any(m.endswith(wanted) for m in members), wanted
 
 
+@pytest.mark.xdist_group("pip")  # pip builds and installs: CPU-bound, one at a time
+@pytest.mark.timeout(600)  # on a loaded machine pip alone can take minutes
+@pytest.mark.slow(30)
 def test_the_wheel_installs_and_runs_in_a_clean_venv(dist: Path, tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
@@ -86,6 +91,9 @@ def test_a_broken_workflow_is_caught(tmp_path: Path) -> None:
     assert schema.returncode != 0
 
 
+@pytest.mark.xdist_group("pip")  # pip builds and installs: CPU-bound, one at a time
+@pytest.mark.timeout(600)  # on a loaded machine pip alone can take minutes
+@pytest.mark.slow(45)
 def test_the_first_dev_demo_installs_only_what_the_demo_needs(tmp_path: Path) -> None:
     """A lone clone: `./dev demo` makes .venv with the demo extra, not the test toolchain."""
     clone = tmp_path / "goe-bridge"

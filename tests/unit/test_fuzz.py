@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -222,6 +223,7 @@ config_values = st.recursive(
 )
 
 
+@pytest.mark.slow(10)
 @FUZZ
 @given(data=st.dictionaries(config_keys, config_values, max_size=6))
 def test_config_loader_raises_only_config_errors(data: dict[str, Any]) -> None:

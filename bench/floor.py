@@ -160,23 +160,26 @@ async def case(
 async def main(cases: list[tuple[int, float]], seconds: float, noises: list[bool],
                runs: int) -> None:  # fmt: skip
     print(machine())
-    async with broker() as b:
-        for run in range(1, runs + 1):
-            for count, interval in cases:
-                for noise in noises:
-                    load = load_average()
+    for run in range(1, runs + 1):
+        for count, interval in cases:
+            for noise in noises:
+                load = load_average()
+                # a broker of its own per case: the bridge reads back what the broker retains
+                # at start (lifecycle.py), and another case's 500 device configs are not this
+                # one's memory
+                async with broker() as b:
                     r = await case(count, interval, seconds, b, noise=noise)
-                    bm, fm = float(r["bridge_ms"]), float(r["floor_ms"])  # type: ignore[arg-type]
-                    br, fr = float(r["bridge_rss"]), float(r["floor_rss"])  # type: ignore[arg-type]
-                    curve = " ".join(f"{c:.0f}" for c in r["curve"])  # type: ignore[attr-defined]
-                    print(
-                        f"run {run}, {count} @ {interval:g} s, noise {'on' if noise else 'off'} "
-                        f"(load average before: {load}): CPU per poll bridge {bm:.3f} ms, "
-                        f"floor {fm:.3f} ms, ratio {bm / fm:.2f}x; RSS bridge {br:.1f} MB, "
-                        f"floor {fr:.1f} MB, ratio {br / fr:.2f}x; "
-                        f"start-up % of a core per 5 s: {curve}",
-                        flush=True,
-                    )
+                bm, fm = float(r["bridge_ms"]), float(r["floor_ms"])  # type: ignore[arg-type]
+                br, fr = float(r["bridge_rss"]), float(r["floor_rss"])  # type: ignore[arg-type]
+                curve = " ".join(f"{c:.0f}" for c in r["curve"])  # type: ignore[attr-defined]
+                print(
+                    f"run {run}, {count} @ {interval:g} s, noise {'on' if noise else 'off'} "
+                    f"(load average before: {load}): CPU per poll bridge {bm:.3f} ms, "
+                    f"floor {fm:.3f} ms, ratio {bm / fm:.2f}x; RSS bridge {br:.1f} MB, "
+                    f"floor {fr:.1f} MB, ratio {br / fr:.2f}x; "
+                    f"start-up % of a core per 5 s: {curve}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ _PRIVATE = {
     "_on_message": ("client", "userdata", "message"),
     "_pending_call": ("mid", "value", "pending_dict"),
     "_wait_for": ("fut", "timeout"),
+    "_on_socket_register_write": ("client", "userdata", "sock"),
 }
 
 
@@ -49,9 +50,11 @@ def check_internals() -> list[str]:
         if found[: len(params)] != params:
             problems.append(f"aiomqtt.Client.{name}{found} is not {params}")
     init = inspect.getsource(aiomqtt.Client.__init__)
-    for attribute in ("self._client", "self._pending_publishes"):
+    for attribute in ("self._client", "self._pending_publishes", "self._loop"):
         if attribute not in init:
             problems.append(f"aiomqtt.Client no longer sets {attribute}")
+    if "on_socket_register_write = self._on_socket_register_write" not in init:
+        problems.append("aiomqtt.Client no longer watches the socket through paho's callback")
     return problems
 
 
@@ -110,6 +113,33 @@ class Client(aiomqtt.Client):
         mid = message.mid if message.qos else 0
         self.deliver(Incoming(message.topic, bytes(payload), message.retain, message.dup, mid))
 
+    def _on_socket_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        # aiomqtt schedules add_writer with call_soon_threadsafe (paho may ask from the
+        # thread that connects): a write to the loop's self-pipe, a read of it and a loop
+        # iteration before the socket is even watched, for every batch. On the loop's own
+        # thread it is watched at once, which `send_batch` relies on (it writes at once and
+        # paho unwatches the socket again when all went out).
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not self._loop:
+            super()._on_socket_register_write(client, userdata, sock)
+            return
+
+        self._loop.add_writer(sock.fileno(), self._write_now)
+
+    def _write_now(self) -> bool:
+        """What the socket takes now (paho watches it for the rest). An error is a broken
+        link, as in aiomqtt's own writer: False."""
+        try:
+            self._client.loop_write()
+        except Exception as exc:
+            if not self._disconnected.done():
+                self._disconnected.set_exception(exc)
+            return False
+        return True
+
     def disconnect_now(self) -> None:
         """A normal DISCONNECT (the broker drops the Will); the message loop then ends."""
         self._client.disconnect()
@@ -131,10 +161,13 @@ class Client(aiomqtt.Client):
                            self._expiry_properties(message))  # fmt: skip
 
     async def send_batch(self, messages: Sequence[Outgoing]) -> None:
-        """QoS 0 messages handed to paho in one go; returns once the last one is written.
-        aiomqtt's publish() waits for each message on its own (an Event, a wait_for task,
-        a writer registration and a loop wake-up each), which made sending most of the
-        start-up of a fleet: 30,000 first messages for 500 chargers (bench/floor.py)."""
+        """QoS 0 messages handed to paho in one go and written at once; returns once the
+        last one is written. aiomqtt's publish() waits for each message on its own (an
+        Event, a wait_for task, a writer registration and a loop wake-up each), which made
+        sending most of the start-up of a fleet: 30,000 first messages for 500 chargers
+        (bench/floor.py); and waiting for the socket to be writable before writing what it
+        takes at once cost about three loop iterations per batch: most batches are the one
+        or two messages of one poll (bench/RESULTS.md, "Against the corrected floor")."""
         last: paho.MQTTMessageInfo | None = None
         for message in messages:
             info = self._client.publish(message.topic, message.payload, 0, message.retain,
@@ -142,7 +175,11 @@ class Client(aiomqtt.Client):
             if info.rc != paho.MQTT_ERR_SUCCESS:
                 raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
             last = info
-        if last is None or last.is_published():
+        if last is None:
+            return
+        if not self._write_now():
+            raise aiomqtt.MqttError("the connection broke while sending")
+        if last.is_published():
             return
         confirmation = asyncio.Event()
         with self._pending_call(last.mid, confirmation, self._pending_publishes):

@@ -160,6 +160,21 @@ class Client(aiomqtt.Client):
         await self.publish(message.topic, message.payload, message.qos, message.retain,
                            self._expiry_properties(message))  # fmt: skip
 
+    def hand_over(self, messages: Sequence[Outgoing]) -> paho.MQTTMessageInfo | None:
+        """QoS 0 messages handed to paho in one go and written as far as the socket takes
+        them now; paho writes the rest when it is writable. The last one's info (None: none
+        given)."""
+        last: paho.MQTTMessageInfo | None = None
+        for message in messages:
+            info = self._client.publish(message.topic, message.payload, 0, message.retain,
+                                        self._expiry_properties(message))  # fmt: skip
+            if info.rc != paho.MQTT_ERR_SUCCESS:
+                raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+            last = info
+        if last is not None and not self._write_now():
+            raise aiomqtt.MqttError("the connection broke while sending")
+        return last
+
     async def send_batch(self, messages: Sequence[Outgoing]) -> None:
         """QoS 0 messages handed to paho in one go and written at once; returns once the
         last one is written. aiomqtt's publish() waits for each message on its own (an
@@ -168,17 +183,9 @@ class Client(aiomqtt.Client):
         (bench/floor.py); and waiting for the socket to be writable before writing what it
         takes at once cost about three loop iterations per batch: most batches are the one
         or two messages of one poll (bench/RESULTS.md, "Against the corrected floor")."""
-        last: paho.MQTTMessageInfo | None = None
-        for message in messages:
-            info = self._client.publish(message.topic, message.payload, 0, message.retain,
-                                        self._expiry_properties(message))  # fmt: skip
-            if info.rc != paho.MQTT_ERR_SUCCESS:
-                raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
-            last = info
+        last = self.hand_over(messages)
         if last is None:
             return
-        if not self._write_now():
-            raise aiomqtt.MqttError("the connection broke while sending")
         if last.is_published():
             return
         confirmation = asyncio.Event()

@@ -39,7 +39,8 @@ _PRIVATE = {
 
 
 def check_internals() -> list[str]:
-    """What no longer matches in the installed aiomqtt (empty: all is as expected)."""
+    """What no longer matches in the installed aiomqtt and paho (empty: all is as
+    expected)."""
     problems = []
     for name, params in _PRIVATE.items():
         member = getattr(aiomqtt.Client, name, None)
@@ -49,12 +50,17 @@ def check_internals() -> list[str]:
         found = tuple(inspect.signature(member).parameters)[1:]
         if found[: len(params)] != params:
             problems.append(f"aiomqtt.Client.{name}{found} is not {params}")
-    init = inspect.getsource(aiomqtt.Client.__init__)
-    for attribute in ("self._client", "self._pending_publishes", "self._loop"):
+    # names the constructors set, from their code (reading their source cost ~5 ms at start)
+    init = set(aiomqtt.Client.__init__.__code__.co_names)
+    for attribute in ("_client", "_pending_publishes", "_loop"):
         if attribute not in init:
-            problems.append(f"aiomqtt.Client no longer sets {attribute}")
-    if "on_socket_register_write = self._on_socket_register_write" not in init:
+            problems.append(f"aiomqtt.Client no longer sets self.{attribute}")
+    if not {"on_socket_register_write", "_on_socket_register_write"} <= init:
         problems.append("aiomqtt.Client no longer watches the socket through paho's callback")
+    paho_init = set(paho.Client.__init__.__code__.co_names)
+    for attribute in ("_registered_write", "_on_publish"):
+        if attribute not in paho_init:
+            problems.append(f"paho.mqtt.client.Client no longer sets self.{attribute}")
     return problems
 
 
@@ -163,15 +169,37 @@ class Client(aiomqtt.Client):
     def hand_over(self, messages: Sequence[Outgoing]) -> paho.MQTTMessageInfo | None:
         """QoS 0 messages handed to paho in one go and written as far as the socket takes
         them now; paho writes the rest when it is writable. The last one's info (None: none
-        given)."""
+        given).
+
+        Two things paho does per batch or message are skipped while nothing needs them
+        (a poll's one or two messages cost ~240 µs of CPU in the bridge, bench/RESULTS.md,
+        "Against the corrected floor"): asking for the socket to be watched before the
+        batch is written at once (it is watched if paho cannot write it all), and, while no
+        publish waits for its confirmation, the reason code and properties paho builds for
+        the `on_publish` callback of every QoS 0 message written."""
+        client = self._client
+        watched = client._registered_write
+        client._registered_write = True  # paho: "already watched", nothing to ask for
         last: paho.MQTTMessageInfo | None = None
-        for message in messages:
-            info = self._client.publish(message.topic, message.payload, 0, message.retain,
-                                        self._expiry_properties(message))  # fmt: skip
-            if info.rc != paho.MQTT_ERR_SUCCESS:
-                raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
-            last = info
-        if last is not None and not self._write_now():
+        try:
+            for message in messages:
+                info = client.publish(message.topic, message.payload, 0, message.retain,
+                                      self._expiry_properties(message))  # fmt: skip
+                if info.rc != paho.MQTT_ERR_SUCCESS:
+                    raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+                last = info
+        finally:
+            client._registered_write = watched
+        if last is None:
+            return None
+        on_publish = client._on_publish
+        if not self._pending_publishes:
+            client._on_publish = None  # nobody waits (aiomqtt waits through it)
+        try:
+            written = self._write_now()
+        finally:
+            client._on_publish = on_publish
+        if not written:
             raise aiomqtt.MqttError("the connection broke while sending")
         return last
 

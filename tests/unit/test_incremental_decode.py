@@ -23,9 +23,10 @@ CHECK = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 
-# every key a reader reads, and one no reader names (the card names are found by pattern)
+# every key a reader reads, one no reader names (the card names are found by pattern) and a
+# secret (left out of `raw`)
 KEYS = sorted(
-    {key for _, keys, _ in codec_v2.READERS for key in keys} | {"c0n", "c1n", "c-2n", "xyz"}
+    {key for _, keys, _ in codec_v2.READERS for key in keys} | {"c0n", "c1n", "c-2n", "xyz", "wke"}
 )
 scalars = (
     st.none() | st.booleans() | st.integers(-3, 40) | st.sampled_from([0.0, 1.0, 16.0, -0.5])

@@ -426,7 +426,7 @@ class Bridge:
             server = None
             if cfg.http.enabled:
                 # imported only for the status page (off by default): aiohttp.web is ~50 ms
-                # of the bridge's ~0.5 s of imports (python -X importtime, bench/RESULTS.md)
+                # of the bridge's ~0.5 s of imports (bench/RESULTS.md#against-the-corrected-floor)
                 from .web import WebServer  # noqa: PLC0415 - see above
 
                 server = WebServer(self.snapshot, cfg.http.host, cfg.http.port)

@@ -77,8 +77,8 @@ class Decoder:
     decode ~48 µs of CPU, ~17 µs when no value changed, ~6 µs for the objects of the last
     answer (HTTP: the same bytes are not parsed again); with noise, `nrg` changes every
     poll and `_core` with the comparison costs what a full decode does. go-e's MQTT sends
-    one key a message: one reader runs, not sixteen. The result is `decode()`'s, value for
-    value (tests/unit/test_incremental_decode.py)."""
+    one key a message: one reader runs, not sixteen (bench/RESULTS.md#against-the-corrected-floor).
+    The result is `decode()`'s, value for value (tests/unit/test_incremental_decode.py)."""
 
     __slots__ = ("_payload", "_status")
 

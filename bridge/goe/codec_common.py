@@ -87,7 +87,10 @@ def as_int(payload: Mapping[str, Any], key: str) -> int | None:
         text = value.strip()
         # ASCII digits only: str.isdigit() also takes "²" and "١٦"
         if text.lstrip("-").isascii() and text.lstrip("-").isdigit():
-            return int(text)
+            try:
+                return int(text)
+            except ValueError:  # "--5", or 4,300 digits and more (sys.int_info)
+                pass
     raise _bad(key, "an integer", value)
 
 

@@ -81,19 +81,28 @@ def bridge_process(config: dict[str, Any]) -> Iterator[subprocess.Popen[bytes]]:
                 proc.kill()
 
 
-def spawn_sims(count: int) -> tuple[subprocess.Popen[str], int]:
+def spawn_sims(count: int, *, noise: bool = True) -> tuple[subprocess.Popen[str], int]:
     """`count` simulated chargers with a car charging (`goe-bridge simulate`, their own
-    process) on consecutive ports; returns the process and the first port."""
+    process) on consecutive ports, with a real charger's measurement noise unless `noise`
+    is False; returns the process and the first port."""
     port = free_port_range(count)
     sims = subprocess.Popen(
         [*goe_bridge(), "simulate", "--count", str(count), "--port", str(port),
-         "--plug-after", "0", "--noise"],
+         "--plug-after", "0", *(["--noise"] if noise else [])],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     assert sims.stdout is not None
     for _ in range(count):
         sims.stdout.readline()  # each simulator prints its URL once it listens
     return sims, port
+
+
+def load_average() -> str:
+    """The machine's 1/5/15-minute load average (`uptime`): how quiet the figures are."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 def cpu_seconds(pid: int) -> float:

@@ -2,8 +2,8 @@
 HTTP write. Spacing disabled (`min_command_interval_s: 0`). Beside it, in the same run:
 
 - the floor: a process that subscribes to the same topic and, for each message, issues the
-  same write (`GET /api/set?amp=N` with aiohttp, the answer through `json.loads`), nothing
-  more; the issue's goal is the bridge within 1.3x of it;
+  same write (`GET /api/set?amp=N` with aiohttp, the URL a string, the answer's bytes through
+  `json.loads`), nothing more; the issue's goal is the bridge within 1.3x of it;
 - the bare broker hop (publish → subscriber on the same broker).
 
 A set point goes out `--gap-ms` after the previous write arrived (default 100 ms: openWB sends
@@ -38,6 +38,7 @@ async def floor_main(host: str, port: int, sim_port: int) -> None:
     """The floor process: subscribe, and write each set point to the charger."""
     import aiohttp
 
+    base = f"http://127.0.0.1:{sim_port}/api/set?amp="
     async with aiomqtt.Client(host, port) as client, aiohttp.ClientSession() as session:
         await client.subscribe(TOPIC, qos=1)  # as the bridge subscribes
         print("ready", flush=True)
@@ -45,9 +46,8 @@ async def floor_main(host: str, port: int, sim_port: int) -> None:
             if message.retain:
                 continue  # the last run's set point, delivered on subscribing
             amps = int(float(bytes(message.payload)))  # type: ignore[arg-type]
-            url = f"http://127.0.0.1:{sim_port}/api/set"
-            async with session.get(url, params={"amp": str(amps)}) as answer:
-                json.loads(await answer.text())
+            async with session.get(f"{base}{amps}") as answer:
+                json.loads(await answer.read())
 
 
 async def beat(primary: aiomqtt.Client) -> None:

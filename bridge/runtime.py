@@ -111,6 +111,7 @@ class ChargerRuntime:
             poll_interval_s=interval,
             publish=link.publish,
             clock=clock,
+            publish_retained=link.publish_retained,
         )
         self.diagnostics = ChargerDiagnostics(
             self.id,

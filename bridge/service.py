@@ -38,7 +38,6 @@ from .runtime import ChargerRuntime
 from .sdnotify import Notifier
 from .snapshot import BridgeSnapshot, snapshot
 from .statefile import StateFile, default_path
-from .web import WebServer
 
 __all__ = ["Bridge", "main", "stable_client_id", "start_offsets"]
 
@@ -426,6 +425,10 @@ class Bridge:
             self._start()
             server = None
             if cfg.http.enabled:
+                # imported only for the status page (off by default): aiohttp.web is ~50 ms
+                # of the bridge's ~0.5 s of imports (bench/RESULTS.md#against-the-corrected-floor)
+                from .web import WebServer  # noqa: PLC0415 - see above
+
                 server = WebServer(self.snapshot, cfg.http.host, cfg.http.port)
                 try:
                     await server.start()

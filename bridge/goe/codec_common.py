@@ -87,7 +87,10 @@ def as_int(payload: Mapping[str, Any], key: str) -> int | None:
         text = value.strip()
         # ASCII digits only: str.isdigit() also takes "²" and "١٦"
         if text.lstrip("-").isascii() and text.lstrip("-").isdigit():
-            return int(text)
+            try:
+                return int(text)
+            except ValueError:  # "--5", or 4,300 digits and more (sys.int_info)
+                pass
     raise _bad(key, "an integer", value)
 
 
@@ -347,16 +350,26 @@ class Lenient:
             return None
 
 
-def begin(payload: Mapping[str, Any], api: ApiVersion) -> tuple[dict[str, Any], Lenient, Any]:
-    """What both APIs' decoders start with: the payload checked, the core values read
-    strictly (a broken `car` or `nrg` fails the poll), the meter fault, `alw`; returns the
-    fields so far, the lenient reader for the rest, and the decoded `nrg`."""
+def check_object(payload: Any) -> None:
     if not isinstance(payload, Mapping):
         raise CodecError(f"status: expected a JSON object, got {type(payload).__name__}")
-    fields: dict[str, Any] = {}
-    soft = Lenient()  # one odd value costs that value, not the poll
-    fields.update(car_fields(as_int(payload, "car")))
+
+
+def core(payload: Mapping[str, Any], api: ApiVersion) -> tuple[dict[str, Any], dict[str, float]]:
+    """The core values, read strictly (a broken `car` or `nrg` fails the poll), and the
+    meter fault: the fields so far and the decoded `nrg`."""
+    fields: dict[str, Any] = car_fields(as_int(payload, "car"))
     nrg = decode_nrg(payload, api)
     fields["meter_fault"] = meter_fault(fields.get("car"), nrg)
+    return fields, nrg
+
+
+def begin(payload: Mapping[str, Any], api: ApiVersion) -> tuple[dict[str, Any], Lenient, Any]:
+    """What codec_v1's decode starts with: the payload checked, the core values, `alw`;
+    returns the fields so far, the lenient reader for the rest, and the decoded `nrg`.
+    codec_v2 reads the same reader by reader (codec_v2.READERS, for its Decoder)."""
+    check_object(payload)
+    soft = Lenient()  # one odd value costs that value, not the poll
+    fields, nrg = core(payload, api)
     fields["allow_charging"] = soft.get(as_bool, payload, "alw")
     return fields, soft, nrg

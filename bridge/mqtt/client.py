@@ -34,11 +34,13 @@ _PRIVATE = {
     "_on_message": ("client", "userdata", "message"),
     "_pending_call": ("mid", "value", "pending_dict"),
     "_wait_for": ("fut", "timeout"),
+    "_on_socket_register_write": ("client", "userdata", "sock"),
 }
 
 
 def check_internals() -> list[str]:
-    """What no longer matches in the installed aiomqtt (empty: all is as expected)."""
+    """What no longer matches in the installed aiomqtt and paho (empty: all is as
+    expected)."""
     problems = []
     for name, params in _PRIVATE.items():
         member = getattr(aiomqtt.Client, name, None)
@@ -48,10 +50,17 @@ def check_internals() -> list[str]:
         found = tuple(inspect.signature(member).parameters)[1:]
         if found[: len(params)] != params:
             problems.append(f"aiomqtt.Client.{name}{found} is not {params}")
-    init = inspect.getsource(aiomqtt.Client.__init__)
-    for attribute in ("self._client", "self._pending_publishes"):
+    # names the constructors set, from their code (reading their source cost ~5 ms at start)
+    init = set(aiomqtt.Client.__init__.__code__.co_names)
+    for attribute in ("_client", "_pending_publishes", "_loop"):
         if attribute not in init:
-            problems.append(f"aiomqtt.Client no longer sets {attribute}")
+            problems.append(f"aiomqtt.Client no longer sets self.{attribute}")
+    if not {"on_socket_register_write", "_on_socket_register_write"} <= init:
+        problems.append("aiomqtt.Client no longer watches the socket through paho's callback")
+    paho_init = set(paho.Client.__init__.__code__.co_names)
+    for attribute in ("_registered_write", "_on_publish"):
+        if attribute not in paho_init:
+            problems.append(f"paho.mqtt.client.Client no longer sets self.{attribute}")
     return problems
 
 
@@ -110,6 +119,33 @@ class Client(aiomqtt.Client):
         mid = message.mid if message.qos else 0
         self.deliver(Incoming(message.topic, bytes(payload), message.retain, message.dup, mid))
 
+    def _on_socket_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        # aiomqtt schedules add_writer with call_soon_threadsafe (paho may ask from the
+        # thread that connects): a write to the loop's self-pipe, a read of it and a loop
+        # iteration before the socket is even watched, for every batch. On the loop's own
+        # thread it is watched at once, which `send_batch` relies on (it writes at once and
+        # paho unwatches the socket again when all went out).
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not self._loop:
+            super()._on_socket_register_write(client, userdata, sock)
+            return
+
+        self._loop.add_writer(sock.fileno(), self._write_now)
+
+    def _write_now(self) -> bool:
+        """What the socket takes now (paho watches it for the rest). An error is a broken
+        link, as in aiomqtt's own writer: False."""
+        try:
+            self._client.loop_write()
+        except Exception as exc:
+            if not self._disconnected.done():
+                self._disconnected.set_exception(exc)
+            return False
+        return True
+
     def disconnect_now(self) -> None:
         """A normal DISCONNECT (the broker drops the Will); the message loop then ends."""
         self._client.disconnect()
@@ -130,19 +166,55 @@ class Client(aiomqtt.Client):
         await self.publish(message.topic, message.payload, message.qos, message.retain,
                            self._expiry_properties(message))  # fmt: skip
 
-    async def send_batch(self, messages: Sequence[Outgoing]) -> None:
-        """QoS 0 messages handed to paho in one go; returns once the last one is written.
-        aiomqtt's publish() waits for each message on its own (an Event, a wait_for task,
-        a writer registration and a loop wake-up each), which made sending most of the
-        start-up of a fleet: 30,000 first messages for 500 chargers (bench/floor.py)."""
+    def hand_over(self, messages: Sequence[Outgoing]) -> paho.MQTTMessageInfo | None:
+        """QoS 0 messages handed to paho in one go and written as far as the socket takes
+        them now; paho writes the rest when it is writable. The last one's info (None: none
+        given).
+
+        Two things paho does per batch or message are skipped while nothing needs them
+        (a poll's one or two messages cost ~240 µs of CPU in the bridge, bench/RESULTS.md,
+        "Against the corrected floor"): asking for the socket to be watched before the
+        batch is written at once (it is watched if paho cannot write it all), and, while no
+        publish waits for its confirmation, the reason code and properties paho builds for
+        the `on_publish` callback of every QoS 0 message written."""
+        client = self._client
+        watched = client._registered_write
+        client._registered_write = True  # paho: "already watched", nothing to ask for
         last: paho.MQTTMessageInfo | None = None
-        for message in messages:
-            info = self._client.publish(message.topic, message.payload, 0, message.retain,
-                                        self._expiry_properties(message))  # fmt: skip
-            if info.rc != paho.MQTT_ERR_SUCCESS:
-                raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
-            last = info
-        if last is None or last.is_published():
+        try:
+            for message in messages:
+                info = client.publish(message.topic, message.payload, 0, message.retain,
+                                      self._expiry_properties(message))  # fmt: skip
+                if info.rc != paho.MQTT_ERR_SUCCESS:
+                    raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+                last = info
+        finally:
+            client._registered_write = watched
+        if last is None:
+            return None
+        on_publish = client._on_publish
+        if not self._pending_publishes:
+            client._on_publish = None  # nobody waits (aiomqtt waits through it)
+        try:
+            written = self._write_now()
+        finally:
+            client._on_publish = on_publish
+        if not written:
+            raise aiomqtt.MqttError("the connection broke while sending")
+        return last
+
+    async def send_batch(self, messages: Sequence[Outgoing]) -> None:
+        """QoS 0 messages handed to paho in one go and written at once; returns once the
+        last one is written. aiomqtt's publish() waits for each message on its own (an
+        Event, a wait_for task, a writer registration and a loop wake-up each), which made
+        sending most of the start-up of a fleet: 30,000 first messages for 500 chargers
+        (bench/floor.py); and waiting for the socket to be writable before writing what it
+        takes at once cost about three loop iterations per batch: most batches are the one
+        or two messages of one poll (bench/RESULTS.md, "Against the corrected floor")."""
+        last = self.hand_over(messages)
+        if last is None:
+            return
+        if last.is_published():
             return
         confirmation = asyncio.Event()
         with self._pending_call(last.mid, confirmation, self._pending_publishes):

@@ -32,7 +32,7 @@ import collections
 import contextlib
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import aiomqtt
@@ -193,6 +193,28 @@ class BrokerLink:
         `ordered` (outbox.py)."""
         data = payload.encode() if isinstance(payload, str) else payload
         self.outbox.put(Outgoing(topic, data, retain, qos, expiry_s), ordered=ordered)
+        self._wakeup.set()
+
+    def publish_retained(self, messages: Iterable[tuple[str, str]]) -> None:
+        """Retained QoS 0 messages (a poll's changed fields), written at once from the
+        caller's task while the link is connected and nothing else waits to be sent: no hop
+        through the sender task, which cost two loop iterations per poll (bench/RESULTS.md,
+        "Against the corrected floor"). Otherwise, or if the connection fails on the way,
+        queued as by publish(). A message paho could not write at once it writes when the
+        socket takes it, before anything sent later; one lost with the connection is sent
+        again by its owner's replay after the reconnect, as every retained message."""
+        batch = [Outgoing(topic, payload.encode(), True, 0) for topic, payload in messages]
+        client = self._client
+        if client is not None and not self.outbox and self.connected.is_set():
+            try:
+                client.hand_over(batch)
+            except aiomqtt.MqttError:
+                pass  # queued below; the sender finds the link broken
+            else:
+                self.published += len(batch)
+                return
+        for message in batch:
+            self.outbox.put(message)
         self._wakeup.set()
 
     def add_replay(self, source: ReplaySource) -> None:

@@ -55,10 +55,13 @@ class ChargerOutputs:
         poll_interval_s: float,
         publish: Callable[..., None],
         clock: Callable[[], float],
+        publish_retained: Callable[[list[tuple[str, str]]], None] | None = None,
     ) -> None:
         self.topics = topics
         self.fields = FieldPublisher(topics, refresh_s, raw)
         self.publish = publish
+        # a status's field messages at once (BrokerLink.publish_retained), else one by one
+        self.publish_retained = publish_retained
         self.clock = clock
         self.raw = raw
         self.availability_refresh_s = max(AVAILABILITY_REFRESH_S, poll_interval_s)
@@ -80,8 +83,12 @@ class ChargerOutputs:
     # ------------------------------------------------------------------ status
 
     def status(self, status: ChargerStatus, now: float, fields: Mapping[str, Any]) -> None:
-        for topic, payload in self.fields.update(status, now, fields):
-            self.publish(topic, payload, retain=True)
+        messages = self.fields.update(status, now, fields)
+        if messages and self.publish_retained is not None:
+            self.publish_retained(messages)
+        else:
+            for topic, payload in messages:
+                self.publish(topic, payload, retain=True)
         if self.available is not True or now - self._online_sent_at >= self.availability_refresh_s:
             self.set_available(True)
         if not self.started:

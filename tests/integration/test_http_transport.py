@@ -355,6 +355,24 @@ async def test_a_firmware_update_rereads_identity_and_configuration(sim_v2: Http
     await t.close()
 
 
+async def test_an_answer_like_the_last_one_gives_the_status_a_full_decode_gives(
+    sim_v2: HttpFrontend,
+) -> None:
+    """The same bytes again are neither parsed nor decoded again; what changed is seen, and
+    each status is what decoding its whole payload gives (the poll has no secret key, so
+    `raw` is that payload)."""
+    t = transport(sim_v2)
+    first = await t.read_status()
+    assert await t.read_status() is first  # nothing changed: the same (frozen) status
+    sim_v2.charger.set_v2({"amp": "10", "psm": "1"})
+    for _ in range(2):
+        status = await t.read_status()
+        expected = codec_v2.decode(status.raw)
+        assert (status, status.dropped) == (expected, expected.dropped)
+        assert (status.current_limit_a, status.phases) == (10, 1)
+    await t.close()
+
+
 async def test_v1_single_phase_with_l1_on_the_n_sensor_is_read_by_the_apps_rule() -> None:
     """API v1 EN doc, nrg "App logic": with only L1 present (floor(pha/8) == 1) and
     nrg[3] > nrg[0], L1 is copied from the N sensor (indices 3/10/15); N keeps its values."""

@@ -201,6 +201,9 @@ def test_v2_null_values_are_absent() -> None:
         # JSON allows a number of any length; float() of it raised OverflowError, which no
         # caller expected: the poller's task, and with it the daemon, ended
         pytest.param(codec_v2.decode, {"nrg": [10**400] + [0] * 15}, "nrg[0]: expected a finite number, got " + repr(10**400)[:57] + "...", id="v2-nrg-huge-int"),
+        # int() of these raised ValueError out of the codec, as OverflowError above
+        pytest.param(codec_v1.decode, {"car": "--2"}, "car: expected an integer, got '--2'", id="v1-car-two-signs"),
+        pytest.param(codec_v1.decode, {"car": "2" * 5000}, "car: expected an integer, got " + repr("2" * 5000)[:57] + "...", id="v1-car-5000-digits"),
     ],
 )  # fmt: skip
 def test_malformed_core_values_fail_the_poll_with_their_exact_error(
@@ -221,6 +224,8 @@ def test_malformed_core_values_fail_the_poll_with_their_exact_error(
         pytest.param(codec_v2.decode, {"amp": 16.5}, "amp: expected an integer, got 16.5", id="v2-amp-float"),
         pytest.param(codec_v2.decode, {"fwv": []}, "fwv: expected a string, got []", id="v2-fwv-list"),
         pytest.param(codec_v2.decode, {"fhz": 10**400}, "fhz: expected a finite number, got " + repr(10**400)[:57] + "...", id="v2-fhz-huge-int"),
+        pytest.param(codec_v2.decode, {"amp": "--5"}, "amp: expected an integer, got '--5'", id="v2-amp-two-signs"),
+        pytest.param(codec_v1.decode, {"amp": "1" * 5000}, "amp: expected an integer, got " + repr("1" * 5000)[:57] + "...", id="v1-amp-5000-digits"),
     ],
 )  # fmt: skip
 def test_one_odd_value_is_dropped_with_its_exact_error_and_the_rest_stands(

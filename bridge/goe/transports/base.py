@@ -18,6 +18,19 @@ def decode(api: ApiVersion, payload: Mapping[str, Any]) -> ChargerStatus:
     return codec_v1.decode(payload) if api is ApiVersion.V1 else codec_v2.decode(payload)
 
 
+class StatusDecoder:
+    """`decode()` for one charger's statuses in turn: API v2 decodes only what changed
+    since the last status (codec_v2.Decoder)."""
+
+    __slots__ = ("_v2",)
+
+    def __init__(self) -> None:
+        self._v2 = codec_v2.Decoder()
+
+    def __call__(self, api: ApiVersion, payload: Mapping[str, Any]) -> ChargerStatus:
+        return codec_v1.decode(payload) if api is ApiVersion.V1 else self._v2.decode(payload)
+
+
 class Transport(abc.ABC):
     """One charger. Implementations allow one request in flight at a time."""
 

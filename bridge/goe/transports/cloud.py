@@ -28,7 +28,7 @@ from ..model import (
     WireValue,
     WriteRejected,
 )
-from .base import Transport, decode
+from .base import StatusDecoder, Transport, decode
 from .httpclient import HttpClient
 
 log = logs.get("goe_bridge.cloud")
@@ -202,6 +202,7 @@ class CloudV2Transport(_CloudBase):
         self.api = ApiVersion.V2
         self.serial = serial
         self._base: dict[str, Any] = {}
+        self._decode = StatusDecoder()
 
     @property
     def _headers(self) -> dict[str, str]:
@@ -232,7 +233,7 @@ class CloudV2Transport(_CloudBase):
             self._base = payload
             self.firmware = str(payload.get("fwv") or "") or None
         self.data_age_s = _age_from(headers.get("last-modified"))
-        return self._with_age(decode(ApiVersion.V2, {**self._base, **payload}))
+        return self._with_age(self._decode(ApiVersion.V2, {**self._base, **payload}))
 
     async def write(self, changes: Mapping[str, WireValue]) -> None:
         status_code, text, _ = await self._request("/api/set", encode_set(changes), self._headers)

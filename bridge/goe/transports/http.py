@@ -23,7 +23,7 @@ from ..model import (
     firmware_major,
     firmware_version,
 )
-from .base import Transport, decode
+from .base import StatusDecoder, Transport
 from .httpclient import HttpClient
 
 log = logs.get("goe_bridge.http")
@@ -80,8 +80,11 @@ class HttpTransport(Transport):
         # kept; the rest (~100 keys on a real charger) only feeds the raw mirror
         # (publish.raw), ~10 kB per charger (bench/floor.py, tracemalloc)
         self.keep_raw = keep_raw
-        # the polls' URLs, built once per firmware (the filter form depends on it)
+        # the polls' URLs, built once per firmware (the filter form depends on it), and the
+        # last answer to each, bytes and parsed: the same bytes again are not parsed again
         self._poll_urls: list[URL] = []
+        self._answers: dict[URL, tuple[bytes, Any]] = {}
+        self._decode = StatusDecoder()
         self.failures = 0
         # the configured limit: the stored `amp` a 042.0 charger is raised to, once
         self.max_current_a = max_current_a
@@ -109,14 +112,20 @@ class HttpTransport(Transport):
 
     async def _get_json_url(self, url: URL, path: str) -> Any:
         status, body = await self._http.get_bytes(url, path)
+        if status == 200:
+            last = self._answers.get(url)
+            if last is not None and last[0] == body:
+                return last[1]  # read only, never changed (read_raw copies what it merges)
+            data = self._parse(path, body)
+            if url in self._poll_urls:
+                self._answers[url] = (body, data)
+            return data
         if status == 400 and (data := self._data_despite_400(path, body)) is not None:
             return data
-        if status != 200:
-            text = body[:120].decode("utf-8", "replace")
-            if API_LOCK_TEXT in text:
-                raise ChargerUnavailable(f"GET {path}: HTTP {status} {text!r}: {API_LOCK_HINT}")
-            raise ChargerUnavailable(f"GET {path}: HTTP {status} {text!r}")
-        return self._parse(path, body)
+        text = body[:120].decode("utf-8", "replace")
+        if API_LOCK_TEXT in text:
+            raise ChargerUnavailable(f"GET {path}: HTTP {status} {text!r}: {API_LOCK_HINT}")
+        raise ChargerUnavailable(f"GET {path}: HTTP {status} {text!r}")
 
     def _data_despite_400(self, path: str, body: str | bytes) -> dict[str, Any] | None:
         """A PRO on 60.3 answers the full status, and a filter naming a key it does not have
@@ -197,6 +206,7 @@ class HttpTransport(Transport):
         fwv = payload.get("fwv")
         self.firmware = str(fwv) if fwv is not None else None
         self._poll_urls = []  # the filter form follows the firmware
+        self._answers = {}
 
     # ------------------------------------------------------------------ reading
 
@@ -241,7 +251,7 @@ class HttpTransport(Transport):
     async def read_status(self) -> ChargerStatus:
         api, payload = await self.read_raw()
         try:
-            status = decode(api, payload)
+            status = self._decode(api, payload)
         except CodecError:
             self._failed()
             raise

@@ -34,7 +34,7 @@ from ..model import (
     WriteRejected,
     firmware_at_least,
 )
-from .base import Transport, decode
+from .base import StatusDecoder, Transport
 
 log = logs.get("goe_bridge.goe_mqtt")
 
@@ -91,6 +91,7 @@ class GoeMqttTransport(Transport):
         self._offline_reported = False
         self.messages = 0
         self.decode_errors = 0
+        self._decode = StatusDecoder()
         for root in self.roots:
             link.subscribe(f"{root}/+", self._handle)
             link.subscribe(f"{root}/+/result", self._handle_result)
@@ -173,7 +174,7 @@ class GoeMqttTransport(Transport):
         if self._last_message is None:
             return  # only retained so far: not live
         try:
-            status = decode(self.api, self._keys)
+            status = self._decode(self.api, self._keys)
         except CodecError as exc:
             self.decode_errors += 1
             log.warning("goe_mqtt.decode_failed", serial=self.serial, error=str(exc))

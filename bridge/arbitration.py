@@ -36,6 +36,7 @@ from typing import Any
 import aiomqtt
 
 from . import logs
+from .aio import raise_if_cancelling
 from .mqtt.client import side_client
 from .mqtt.link import BrokerLink
 
@@ -199,4 +200,7 @@ class Arbiter:
                                 answers.append(answer)
         except (aiomqtt.MqttError, OSError, TimeoutError):
             pass
+        # aiomqtt's wait_for can swallow a cancellation on Python 3.11 (aio.raise_if_cancelling);
+        # the watch loop would then ping on after the bridge was told to stop
+        raise_if_cancelling()
         return answers

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import aiomqtt
 
+from ..aio import raise_if_cancelling
 from ..config import BrokerConfig
 from .client import side_client
 
@@ -61,6 +62,7 @@ async def read_retained(
                 async for message in client.messages:
                     topic = message.topic.value
                     if topic == marker:
+                        raise_if_cancelling()  # swallowed by aiomqtt on 3.11: a stop wins
                         return found
                     payload = message.payload
                     if (
@@ -70,6 +72,7 @@ async def read_retained(
                     ):
                         found[topic] = bytes(payload)
     except (aiomqtt.MqttError, OSError, ssl.SSLError, TimeoutError) as exc:
+        raise_if_cancelling()  # a swallowed cancellation ends as a timeout on 3.11
         reason = str(exc) or type(exc).__name__
         raise ReadBackFailed(reason, connected=connected) from None
     raise ReadBackFailed("the connection ended before the marker came back", connected=True)

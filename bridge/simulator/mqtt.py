@@ -97,12 +97,16 @@ class MqttFrontend:
                         await client.subscribe(f"{self.root}/+/set", qos=1)
                     else:
                         await client.subscribe(f"{self.root}/cmd/req", qos=1)
+                    # after every aiomqtt call: its wait_for can swallow a cancellation on
+                    # Python 3.11 (aio.raise_if_cancelling), and close() would wait for ever
+                    raise_if_cancelling()
                     self._published.clear()
                     self.connected.set()
                     publisher = asyncio.create_task(self._publisher(client))
                     try:
                         async for message in client.messages:
                             await self._command(client, message)
+                            raise_if_cancelling()
                     finally:
                         publisher.cancel()
                         with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):

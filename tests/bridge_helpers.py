@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from bridge import config as config_mod
 from bridge.service import Bridge
+from bridge.simulator.charger import SimCharger
+from tests.mqtt_helpers import Probe
 
 
 def make_config(
@@ -62,3 +66,20 @@ async def running_bridge(cfg: config_mod.Config) -> AsyncIterator[Bridge]:
                 t.print_stack(file=out)
             raise AssertionError("bridge did not stop within 15 s\n" + out.getvalue())
         assert task.result() == 0
+
+
+@dataclass
+class Rig:
+    """A running bridge with one simulated charger and a probe on the base topic."""
+
+    sim: SimCharger
+    probe: Probe
+    bridge: Bridge
+    root: str
+
+    async def command(self, suffix: str, payload: str, *, retain: bool = False) -> dict[str, Any]:
+        """Publish a command under the charger's topic; the `result` it got."""
+        mark = self.probe.mark()
+        await self.probe.publish(f"{self.root}/{suffix}", payload, retain=retain)
+        seen = await self.probe.wait_for(f"{self.root}/result", since=mark)
+        return json.loads(seen.payload)  # type: ignore[no-any-return]

@@ -234,11 +234,18 @@ def removed_components(payload: bytes) -> dict[str, str]:
     return {cid: p for cid, (p, real) in _components(payload).items() if not real}
 
 
-def _components(payload: bytes) -> dict[str, tuple[str, bool]]:
+def _device_config(payload: bytes) -> dict[str, Any] | None:
+    """A retained device config as a JSON object (None: not one; anyone may publish there)."""
     try:
-        cmps = json.loads(payload).get("cmps") or {}
-    except (ValueError, AttributeError, RecursionError):
-        return {}
+        config = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def _components(payload: bytes) -> dict[str, tuple[str, bool]]:
+    config = _device_config(payload)
+    cmps = (config or {}).get("cmps") or {}
     if not isinstance(cmps, dict):
         return {}
     return {
@@ -275,11 +282,8 @@ def dead_forms(components: Mapping[str, str], base: str) -> dict[str, dict[str, 
 
 def with_components(payload: bytes, cmps: Mapping[str, Any]) -> str | None:
     """A retained device config with its components replaced (None: not a config)."""
-    try:
-        config = json.loads(payload)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(config, dict):
+    config = _device_config(payload)
+    if config is None:
         return None
     config["cmps"] = dict(cmps)
     return json.dumps(config, ensure_ascii=False)
@@ -335,11 +339,8 @@ def bridge_node(base: str) -> str:
 def owned_by(payload: bytes, base: str) -> bool:
     """A retained device config this bridge (its base topic) announced: its availability,
     or the bridge device's state, is `<base>/bridge/state`."""
-    try:
-        config = json.loads(payload)
-    except (ValueError, RecursionError):
-        return False
-    if not isinstance(config, dict):
+    config = _device_config(payload)
+    if config is None:
         return False
     state = bridge_state_topic(base)
     for entry in config.get("availability") or ():

@@ -5,32 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from bridge.goe.model import ApiVersion
-from bridge.service import Bridge
 from bridge.simulator.charger import Car, SimCharger
 from bridge.simulator.http import HttpFrontend
+from tests import bridge_helpers
 from tests.bridge_helpers import http_charger, make_config, running_bridge
 from tests.mqtt_helpers import Probe, until
 
 
-@dataclass
-class Rig:
-    sim: SimCharger
-    probe: Probe
-    bridge: Bridge
-    root: str
-
-    async def command(self, suffix: str, payload: str, *, retain: bool = False) -> dict[str, Any]:
-        mark = self.probe.mark()
-        await self.probe.publish(f"{self.root}/{suffix}", payload, retain=retain)
-        seen = await self.probe.wait_for(f"{self.root}/result", since=mark)
-        return json.loads(seen.payload)  # type: ignore[no-any-return]
-
+class Rig(bridge_helpers.Rig):
     def writes(self, key: str | None = None) -> list[Any]:
         return [(w.key, w.value) for w in self.sim.writes if key is None or w.key == key]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,28 +14,16 @@ import pytest
 from bridge.control import reconciler as reconciler_module
 from bridge.goe.transports.cloud import CloudV1Transport
 from bridge.publish.fields import bridge_info_topic
-from bridge.service import Bridge
 from bridge.simulator import profiles
 from bridge.simulator.charger import Car, SimCharger
 from bridge.simulator.cloud import CloudFrontend, CloudState
 from bridge.simulator.http import HttpFrontend
+from tests import bridge_helpers
 from tests.bridge_helpers import http_charger, make_config, running_bridge
 from tests.mqtt_helpers import Probe, until
 
 
-@dataclass
-class Rig:
-    sim: SimCharger
-    probe: Probe
-    bridge: Bridge
-    root: str
-
-    async def command(self, suffix: str, payload: str) -> dict[str, Any]:
-        mark = self.probe.mark()
-        await self.probe.publish(f"{self.root}/{suffix}", payload)
-        seen = await self.probe.wait_for(f"{self.root}/result", since=mark)
-        return json.loads(seen.payload)  # type: ignore[no-any-return]
-
+class Rig(bridge_helpers.Rig):
     def writes(self, key: str) -> list[Any]:
         return [w.value for w in self.sim.writes if w.key == key]
 

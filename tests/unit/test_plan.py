@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
 from bridge.control.plan import Plan, effective, plan
-from bridge.goe.model import ApiVersion, ChargerStatus, Target
+from bridge.goe.model import ApiVersion, ChargerStatus, Target, WireValue
+from bridge.goe.transports.base import Transport
 
 V2 = ChargerStatus(api_version=ApiVersion.V2, allow_charging=True, force_state="neutral",
                    current_limit_a=16, max_current_a=16, phases=3)  # fmt: skip
@@ -17,6 +20,19 @@ V1_033 = ChargerStatus(api_version=ApiVersion.V1, allow_charging=False, current_
                        max_current_a=32, firmware="033")  # fmt: skip
 CABLE_13 = ChargerStatus(api_version=ApiVersion.V2, force_state="on", current_limit_a=16,
                          max_current_a=32, cable_current_a=13)  # fmt: skip
+
+
+class Recording(Transport):
+    """A charger that takes every write and keeps it (the reconciler's tests)."""
+
+    def __init__(self) -> None:
+        self.writes: list[dict[str, WireValue]] = []
+
+    async def read_status(self) -> ChargerStatus:
+        raise AssertionError("not used")
+
+    async def write(self, changes: Mapping[str, WireValue]) -> None:
+        self.writes.append(dict(changes))
 
 
 @pytest.mark.parametrize(
@@ -97,10 +113,9 @@ async def test_reconciler_survives_a_new_target_during_a_failing_write() -> None
     """Regression: set_target() during an in-flight write that then fails crashed the
     reconciler with a KeyError (found by the fault matrix)."""
     import asyncio
-    from collections.abc import Mapping
 
     from bridge.control.reconciler import Reconciler
-    from bridge.goe.model import ChargerUnavailable, WireValue
+    from bridge.goe.model import ChargerUnavailable
     from bridge.goe.transports.base import Transport
 
     class SlowFailing(Transport):
@@ -170,14 +185,6 @@ async def test_reconciler_sleeps_through_polls_while_nobody_controls() -> None:
     import asyncio
 
     from bridge.control.reconciler import Reconciler
-    from bridge.goe.transports.base import Transport
-
-    class Recording(Transport):
-        async def read_status(self) -> ChargerStatus:
-            raise AssertionError("not used")
-
-        async def write(self, changes: object) -> None:
-            self.written = changes
 
     class Counting(Reconciler):
         steps = 0
@@ -208,22 +215,9 @@ async def test_reconciler_leaves_the_charger_alone_while_its_own_phase_switch_ru
     nothing is written then; once the car is back, the Target is written again; a car that
     stays at car=4 (#144) is reported."""
     import dataclasses
-    from collections.abc import Mapping
 
     from bridge.control import reconciler as module
     from bridge.control.reconciler import Reconciler
-    from bridge.goe.model import WireValue
-    from bridge.goe.transports.base import Transport
-
-    class Recording(Transport):
-        def __init__(self) -> None:
-            self.writes: list[dict[str, WireValue]] = []
-
-        async def read_status(self) -> ChargerStatus:
-            raise AssertionError("not used")
-
-        async def write(self, changes: Mapping[str, WireValue]) -> None:
-            self.writes.append(dict(changes))
 
     now = [100.0]
     reports: list[tuple[str, WireValue, str | None]] = []
@@ -271,21 +265,8 @@ async def test_a_new_target_or_the_new_phases_end_the_switch_hold() -> None:
     """A switch shorter than a poll shows no car=1: charging on the new phases ends the hold;
     and a new Target (a stop) is carried out at once, only the same one waits."""
     import dataclasses
-    from collections.abc import Mapping
 
     from bridge.control.reconciler import Reconciler
-    from bridge.goe.model import WireValue
-    from bridge.goe.transports.base import Transport
-
-    class Recording(Transport):
-        def __init__(self) -> None:
-            self.writes: list[dict[str, WireValue]] = []
-
-        async def read_status(self) -> ChargerStatus:
-            raise AssertionError("not used")
-
-        async def write(self, changes: Mapping[str, WireValue]) -> None:
-            self.writes.append(dict(changes))
 
     now = [100.0]
     transport = Recording()
@@ -314,21 +295,8 @@ async def test_phases_the_car_already_charges_on_hold_nothing() -> None:
     """openWB's phases_to_use 3 at its start, on a charger in auto that already charges on
     three phases: `psm` is written, but there is no switch to wait for, so the rest of the
     Target goes out at once (it was held for the whole window, seen with openWB 2.2.2)."""
-    from collections.abc import Mapping
 
     from bridge.control.reconciler import Reconciler
-    from bridge.goe.model import WireValue
-    from bridge.goe.transports.base import Transport
-
-    class Recording(Transport):
-        def __init__(self) -> None:
-            self.writes: list[dict[str, WireValue]] = []
-
-        async def read_status(self) -> ChargerStatus:
-            raise AssertionError("not used")
-
-        async def write(self, changes: Mapping[str, WireValue]) -> None:
-            self.writes.append(dict(changes))
 
     now = [100.0]
     transport = Recording()

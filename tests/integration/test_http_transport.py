@@ -387,3 +387,48 @@ async def test_v1_single_phase_with_l1_on_the_n_sensor_is_read_by_the_apps_rule(
         assert status.power_l1_w == status.power_n_w == 3700
         assert status.phase_l2_available is False and status.phases_in_use == 1
         await t.close()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        '{"fwv":"042.0","amx":"6","amp":1e999}',  # the stored amp: not an integer at all
+        '{"fwv":"042.0","amx":"6","amp":"10","ama":1e999,"cbl":"--5"}',  # the limit in effect
+    ],
+)
+async def test_a_write_answer_with_numbers_no_integer_holds_is_a_rejection(answer: str) -> None:
+    """A v1 write's answer where go-e sends integers: `1e999` (JSON allows it, Python reads
+    infinity) or `--5` is a rejected write, not an OverflowError or ValueError out of the
+    transport (the reconciler catches charger errors only: that error ended the bridge)."""
+    import json
+
+    from aiohttp import web
+
+    from tests.conftest import load_fixture
+
+    status = load_fixture("v1-status-fw041-finished.json")
+    status |= {"fwv": "042.0", "amx": "6"}
+
+    async def handle(request: web.Request) -> web.Response:
+        if request.path == "/status":
+            return web.json_response(status)
+        if request.path == "/mqtt":
+            return web.Response(text=answer, content_type="application/json")
+        return web.Response(status=404)
+
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    t = HttpTransport("127.0.0.1", port, max_current_a=16)
+    try:
+        await t.read_status()
+        assert t.api is ApiVersion.V1
+        with pytest.raises(WriteRejected):
+            await t.write({"amx": 16})
+    finally:
+        await t.close()
+        await runner.cleanup()

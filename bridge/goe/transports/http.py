@@ -11,7 +11,7 @@ import aiohttp
 from yarl import URL
 
 from ... import logs
-from .. import codec_v1, codec_v2
+from .. import codec_common, codec_v1, codec_v2
 from ..model import (
     SECRET_KEYS,
     ApiVersion,
@@ -353,23 +353,26 @@ class HttpTransport(Transport):
         raised yet; else None."""
         if self.eeprom_raised:
             return None
-        try:
-            stored = int(answer.get("amp"))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            return None
-        return stored if stored < value else None
+        stored = _int_or_none(answer, "amp")
+        return stored if stored is not None and stored < value else None
 
     def _limit_in_effect(self, value: int, answer: Mapping[str, Any]) -> int:
         """min(limits.max_current_a, ama, cable), at least the value being written."""
         limit = self.max_current_a
         for key in ("ama", "cbl"):
-            try:
-                other = int(answer.get(key))  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                continue
-            if other > 0:  # cbl "0": no cable limit
+            other = _int_or_none(answer, key)
+            if other is not None and other > 0:  # cbl "0": no cable limit
                 limit = min(limit, other)
         return max(value, min(limit, 32))
 
     async def close(self) -> None:
         await self._http.close()
+
+
+def _int_or_none(answer: Mapping[str, Any], key: str) -> int | None:
+    """An integer of a write's answer, or None for anything else: the codecs' reader, so a
+    `1e999` or `"--5"` is no OverflowError or ValueError out of a write."""
+    try:
+        return codec_common.as_int(answer, key)
+    except CodecError:
+        return None

@@ -27,12 +27,21 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def loads(text: str) -> Any:
+def loads(text: str | bytes) -> Any:
     """json.loads without NaN/Infinity; too deep a nesting is a ValueError."""
     try:
         return json.loads(text, parse_constant=_no_constants)
     except RecursionError:
         raise ValueError("nested too deeply") from None
+
+
+def loads_object(text: str | bytes) -> dict[str, Any]:
+    """loads() of what must be a JSON object (a retained record or config anyone could have
+    published over): anything else is a ValueError."""
+    value = loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")  # noqa: TRY004 - one error for "unreadable"
+    return value
 
 
 def decode_command(payload: bytes) -> Any:

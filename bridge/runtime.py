@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from . import logs
+from . import jsontext, logs
 from .config import ChargerConfig, CloudConnection, Config, MqttConnection
 from .control import plan as planning
 from .control.base import Controller
@@ -353,11 +353,18 @@ class ChargerRuntime:
             record["intent"] = dict(self.controller.intent)
             record["intent_at"] = self.intent_at
         session = self.session_energy
+        kept = self.memory or {}
         if session.baseline is not None:
             record["session"] = session.snapshot()
+        elif session.pending and "session" in kept:
+            # restored and not yet checked against the charger (it has not answered): a
+            # record written before then (a command, the stop) keeps it for the next start
+            record["session"] = kept["session"]
         status = self.status
         if status is not None and status.plugged is not None:
             record["plug"] = {"plugged": status.plugged, "phases_in_use": status.phases_in_use}
+        elif status is None and "plug" in kept:
+            record["plug"] = kept["plug"]  # the same, for the restored plug state
         return record
 
     def _remember(self) -> None:
@@ -397,7 +404,7 @@ class ChargerRuntime:
         raw = retained.get(self.topics.memory)
         if raw is not None:
             try:
-                record = _json_object(raw)
+                record = jsontext.loads_object(raw)
             except ValueError:
                 log.warning("memory.unreadable", charger=self.id, topic=self.topics.memory)
         if isinstance(local, dict) and _seq(local) > _seq(record):
@@ -413,6 +420,9 @@ class ChargerRuntime:
             record = local
         if record is None or record.get("v") != MEMORY_VERSION:
             return
+        # the record stands until this run writes its own: a save of the state file before
+        # the charger's first status (another charger's record, the stop) must not drop it
+        self.memory = record
         self._restore_session(record.get("session"))
         self._restore_plug(record.get("plug"))
         if record.get("source") == self.cfg.control.source:
@@ -422,7 +432,7 @@ class ChargerRuntime:
         """The sequence number of the record the broker held for this charger."""
         raw = getattr(readback, "chargers", {}).get(self.id, {}).get(self.topics.memory)
         try:
-            seq = _seq(_json_object(raw)) if raw is not None else -1
+            seq = _seq(jsontext.loads_object(raw)) if raw is not None else -1
         except ValueError:
             return None
         return seq if seq >= 0 else None
@@ -578,13 +588,6 @@ async def _after(ready: asyncio.Event, coro: Coroutine[Any, Any, None]) -> None:
         coro.close()
         raise
     await coro
-
-
-def _json_object(raw: bytes) -> dict[str, Any]:
-    value = json.loads(raw)
-    if not isinstance(value, dict):
-        raise ValueError("not a JSON object")  # noqa: TRY004 - one error for "unreadable"
-    return value
 
 
 def _seq(record: Any) -> int:

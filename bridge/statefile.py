@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import logs
+from . import jsontext, logs
 
 __all__ = ["StateFile", "default_path"]
 
@@ -61,8 +61,8 @@ class StateFile:
             log.warning("state.unreadable", path=str(self.path), error=str(exc))
             return None
         try:
-            data = json.loads(text)
-        except ValueError:
+            data = jsontext.loads(text)
+        except ValueError:  # not JSON, or nested too deeply
             log.warning("state.unreadable", path=str(self.path), error="not JSON")
             return None
         if not isinstance(data, dict) or data.get("v") != VERSION:

@@ -81,6 +81,11 @@ class SessionEnergy:
             "charger_wh": self.charger_wh,
         }
 
+    @property
+    def pending(self) -> bool:
+        """A restored snapshot waits for the first plugged-in status to be taken or not."""
+        return self._restored is not None
+
     def restore(self, data: Any) -> bool:
         """Take a `snapshot()` of a previous run; checked against the charger's first
         plugged-in status (a session that ended while the bridge was away is not

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .. import __version__
+from .. import __version__, jsontext
 from ..goe.model import ApiVersion, ChargerStatus
 from .fields import Topics, bridge_state_topic
 
@@ -237,10 +237,9 @@ def removed_components(payload: bytes) -> dict[str, str]:
 def _device_config(payload: bytes) -> dict[str, Any] | None:
     """A retained device config as a JSON object (None: not one; anyone may publish there)."""
     try:
-        config = json.loads(payload)
-    except (ValueError, RecursionError):
+        return jsontext.loads_object(payload)
+    except ValueError:
         return None
-    return config if isinstance(config, dict) else None
 
 
 def _components(payload: bytes) -> dict[str, tuple[str, bool]]:

@@ -269,3 +269,77 @@ async def test_a_slow_cloud_charger_shows_its_data_at_once(
         info = json.loads((await retained_under(mosquitto, f"{base_topic}/bridge/info"))[
             f"{base_topic}/bridge/info"])  # fmt: skip
         assert set(info["chargers"]) == {"local", "cloud"}
+
+
+async def test_the_record_of_a_charger_that_has_not_answered_yet_is_kept(
+    mosquitto: Any, base_topic: str, charging: tuple[SimCharger, int], tmp_path: Path
+) -> None:
+    """A restart while the charger is away (its WiFi comes back later): the session energy
+    and plug state restored from the last run are the record until the charger answers. A
+    save of the state file before then (the stop) and a record written for a command before
+    then must keep them, or the start after that counts the session from zero."""
+    import socket
+
+    from bridge import config as config_mod
+
+    sim, port = charging
+    root = f"{base_topic}/c"
+    state = tmp_path / "state.json"
+
+    def cfg(charger_port: int) -> Any:
+        data = {
+            "log": {"level": "debug", "format": "json"},
+            "brokers": {"test": {"host": mosquitto.host, "port": mosquitto.port}},
+            "publish": {"base_topic": base_topic},
+            "state_file": str(state),
+            "chargers": [http_charger("c", charger_port)],
+        }
+        return config_mod.from_data(data, env={})
+
+    def kept(record: Any) -> bool:
+        return isinstance(record, dict) and "session" in record and "plug" in record
+
+    sim.eto_wh, sim.session_wh = 100_000.0, 0.0
+    async with (
+        running_bridge(cfg(port)),
+        Probe(mosquitto.host, mosquitto.port, f"{root}/#") as probe,
+    ):
+        await probe.wait_for(f"{root}/availability", "online")
+        sim.eto_wh += 424.0
+        sim.session_wh += 424.0
+        await probe.wait_for(f"{root}/energy_session_wh", lambda p: float(p) >= 400)
+        await until(lambda: kept(json.loads(probe.values(f"{root}/memory")[-1])), what="record")
+    assert kept(json.loads(state.read_text())["chargers"]["c"])
+
+    with socket.socket() as s:  # a port nothing answers on: the charger is away
+        s.bind(("127.0.0.1", 0))
+        away = s.getsockname()[1]
+    async with running_bridge(cfg(away)):
+        await asyncio.sleep(0.5)
+    assert kept(json.loads(state.read_text())["chargers"].get("c")), state.read_text()
+
+    async with (
+        running_bridge(cfg(away)),
+        Probe(mosquitto.host, mosquitto.port, f"{root}/#") as probe,
+    ):
+        mark = probe.mark()
+        await probe.publish(f"{root}/current_limit_a/set", "10")
+        seen = await probe.wait_for(f"{root}/memory", since=mark)
+        assert kept(json.loads(seen.payload)), seen.payload
+    assert kept(json.loads(state.read_text())["chargers"].get("c")), state.read_text()
+
+
+async def test_a_record_nested_too_deeply_does_not_stop_the_start(
+    mosquitto: Any, base_topic: str, charging: tuple[SimCharger, int]
+) -> None:
+    """Anyone with write access can leave a retained message on the record's topic; one
+    nested deeper than Python's parser goes (a RecursionError, not a ValueError) ended
+    every start of the bridge. It is unreadable, logged, and the charger served."""
+    _, port = charging
+    root = f"{base_topic}/c"
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:
+        await client.publish(f"{root}/memory", "[" * 100_000, qos=1, retain=True)
+    cfg = make_config(mosquitto, base_topic, [http_charger("c", port)])
+    async with running_bridge(cfg), Probe(mosquitto.host, mosquitto.port, f"{root}/#") as probe:
+        await probe.wait_for(f"{root}/availability", "online")
+        await probe.wait_for(f"{root}/memory", lambda p: p.startswith("{"))

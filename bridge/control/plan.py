@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 from ..goe.codec_v2 import PHASES_TO_PSM, PSM_TO_PHASES
 from ..goe.model import (
+    FORCE_CODES,
+    FORCE_STATES,
     PSM_AUTO_SINCE,
     PSM_SINCE,
     ApiVersion,
@@ -121,7 +123,7 @@ def plan(
     else:
         if want.allow is not None:
             frc = (2 if enable_mode == "force" else 0) if want.allow else 1
-            force = {"neutral": 0, "off": 1, "on": 2}.get(status.force_state or "")
+            force = FORCE_CODES.get(status.force_state or "")
             if force != frc:
                 switch["frc"] = frc
             if (
@@ -148,9 +150,6 @@ def plan(
     return Plan(switch, current, phases, tuple(unsupported))
 
 
-_FORCE_WORDS = {0: "neutral", 1: "off", 2: "on"}
-
-
 def assume_written(status: ChargerStatus, changes: Mapping[str, WireValue]) -> ChargerStatus:
     """The status as it will be once the charger applied `changes`, which it confirmed.
 
@@ -161,7 +160,7 @@ def assume_written(status: ChargerStatus, changes: Mapping[str, WireValue]) -> C
         if key in ("amp", "amx") and isinstance(value, int):
             fields["current_limit_a"] = value
         elif key == "frc" and isinstance(value, int):
-            fields["force_state"] = _FORCE_WORDS.get(value)
+            fields["force_state"] = FORCE_STATES.get(value)
         elif key == "alw":
             fields["allow_charging"] = bool(value)
         elif key == "psm" and isinstance(value, int):

@@ -28,7 +28,15 @@ from typing import Any
 
 from .. import logs
 from ..aio import Wakeup
-from ..goe.model import ChargerError, ChargerStatus, Target, WireValue, WriteRejected
+from ..goe.model import (
+    FORCE_CODES,
+    SWITCH_MODEL_STATUS,
+    ChargerError,
+    ChargerStatus,
+    Target,
+    WireValue,
+    WriteRejected,
+)
 from ..goe.transports.base import Transport
 from . import plan as planning
 
@@ -43,8 +51,6 @@ VERIFY_AFTER_S = 1.5  # go-e logic runs at 1 Hz; alw follows frc about 1 s later
 # write until the car is back, or this long after the write at most.
 SWITCH_EXTRA_S = 45.0
 SWITCH_MIN_S = 60.0
-# modelStatus 22 NotChargingBecauseSimulateUnplugging, 23 NotChargingBecausePhaseSwitch
-SWITCH_MODEL_STATUS = frozenset({22, 23})
 FORCE_KEYS = {"off": 1, "on": 2}  # the force states a switch's reset to neutral undoes
 # After the switch a car that was charging should charge again (car 3 first: #248). One that
 # sits at car 4 this long after it did not resume: some cars stop until re-plugged
@@ -275,7 +281,7 @@ class Reconciler:
         frc = self._restore_force
         if frc is None:
             return wanted
-        force = {"neutral": 0, "off": 1, "on": 2}.get(status.force_state or "")
+        force = FORCE_CODES.get(status.force_state or "")
         if target.allow is not None or force == frc or status.car == 1:
             self._restore_force = None  # a Target decides, or it is as it was, or no car
             return wanted

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .model import ApiVersion, ChargerStatus, evolve
+from .model import SWITCH_MODEL_STATUS, ApiVersion, ChargerStatus, evolve
 
 # go-e's phase switch is a simulated unplug: `car` 1 and `frc` 0 for several seconds, then
 # the car reconnects with `wh` restarted (go-eCharger-API-v2 #198: psm written, 15 s later
@@ -26,10 +26,6 @@ from .model import ApiVersion, ChargerStatus, evolve
 # the bridge wrote `psm`, or the status shows a changed `psm`, a `car` 1 is taken for the
 # switch for at most this long; a real unplug in that time shows after it.
 SWITCH_HOLD_S = 60.0
-# modelStatus 22 NotChargingBecauseSimulateUnplugging, 23 NotChargingBecausePhaseSwitch
-# (60.4 export): where the firmware reports them, they say so directly (055.8 stopped
-# setting 23 during a switch, go-eCharger-API-v2 #194).
-SWITCH_MODEL_STATUS = frozenset({22, 23})
 # A restored session baseline is taken when go-e's own `wh` grew at least as much as `eto`
 # since it was saved (no `wh` restart in between: the same session), within this slack.
 RESTORE_SLACK_WH = 5.0

@@ -70,6 +70,12 @@ ERRORS_V2: Mapping[int, str] = {
 }
 
 FORCE_STATES: Mapping[int, str] = {0: "neutral", 1: "off", 2: "on"}
+FORCE_CODES: Mapping[str, int] = {word: code for code, word in FORCE_STATES.items()}
+
+# modelStatus 22 NotChargingBecauseSimulateUnplugging, 23 NotChargingBecausePhaseSwitch
+# (60.4 export): where the firmware reports them, they say so directly (055.8 stopped
+# setting 23 during a switch, go-eCharger-API-v2 #194).
+SWITCH_MODEL_STATUS = frozenset({22, 23})
 
 # modelStatus, "reason why we allow charging or not right now", named as in the newest key
 # export, go-eCharger-API-v2 API_KEYS_FIRMWARE/apikeys_Firmware_60.4_sorted.md (copied to

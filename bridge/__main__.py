@@ -490,6 +490,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"error: unknown profile {args.profile!r}; choose one of "
               f"{', '.join(profiles.PROFILES)}", file=sys.stderr)  # fmt: skip
         return EXIT_CONFIG
+    try:
+        mqtt_at = _host_port(args.mqtt, 1883) if args.mqtt else None
+    except ValueError as exc:
+        print(f"error: --mqtt {exc}", file=sys.stderr)
+        return EXIT_CONFIG
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -519,8 +524,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 cloud = await CloudFrontend(state, args.host, args.cloud_port + i).start()
                 others.append(cloud)
                 print(f"  go-e cloud API {sim.api} on {cloud.url}", flush=True)
-            if args.mqtt:
-                mhost, mport = _host_port(args.mqtt, 1883)
+            if mqtt_at is not None:
+                mhost, mport = mqtt_at
                 mqtt = await MqttFrontend(
                     sim, mhost, mport, prefix=args.mqtt_prefix,
                     write_access=not args.mqtt_read_only,

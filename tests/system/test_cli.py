@@ -332,6 +332,14 @@ def test_simulate_takes_a_firmware_profile() -> None:
         assert proc.wait(timeout=10) == 0
 
 
+def test_simulate_with_a_broker_port_that_is_no_number_says_so() -> None:
+    result = run("simulate", "--mqtt", "localhost:abc")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: --mqtt localhost:abc: the port must be a number from 1 to 65535"
+    )
+
+
 def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
     """`goe-bridge check-config | head -1`: the pipe closes long before the output ends
     (a fleet's normalized config is larger than a pipe's buffer)."""

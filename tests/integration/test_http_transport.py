@@ -400,7 +400,6 @@ async def test_a_write_answer_with_numbers_no_integer_holds_is_a_rejection(answe
     """A v1 write's answer where go-e sends integers: `1e999` (JSON allows it, Python reads
     infinity) or `--5` is a rejected write, not an OverflowError or ValueError out of the
     transport (the reconciler catches charger errors only: that error ended the bridge)."""
-    import json
 
     from aiohttp import web
 

@@ -556,12 +556,10 @@ class ChargerRuntime:
         first = discovery.with_components(payload.encode(), dead)
         return [(topic, first), (topic, payload)] if first else []
 
-    def drop_tombstones(self) -> tuple[str, str] | None:
-        """The removals reached a Home Assistant after its birth: the config without them."""
-        if not self.tombstones:
-            return None
+    def drop_tombstones(self) -> None:
+        """The removals reached a Home Assistant after its birth: the next config goes
+        without them."""
         self.tombstones = {}
-        return self.discovery_message()
 
     def on_own_discovery(self, topic: str, payload: bytes, retain: bool) -> bool:
         """Our retained device config as the broker has it (at start: the previous run's).
